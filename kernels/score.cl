@@ -1,0 +1,32 @@
+/* Reconstruction error and score-map upsampling. */
+
+/* score[b, p] = mean over channels of (a - r)^2; a, r are [batch, c, npos]. One work-item per
+ * position, so neighbouring work-items read neighbouring addresses. */
+__kernel void sqerr_mean(__global const float *a, __global const float *r, int c, int npos,
+                         __global float *score)
+{
+    int p = get_global_id(0), b = get_global_id(1);
+    if (p >= npos) return;
+    size_t base = (size_t)b * c * npos + p;
+    float acc = 0.0f;
+    for (int k = 0; k < c; k++) {
+        float d = a[base + (size_t)k * npos] - r[base + (size_t)k * npos];
+        acc = fma(d, d, acc);
+    }
+    score[(size_t)b * npos + p] = acc / (float)c;
+}
+
+/* Bilinear upsampling, align_corners=True, of planes [h, w] -> [H, W]. */
+__kernel void upsample_bilinear(__global const float *src, int h, int w, __global float *dst, int H, int W)
+{
+    int x = get_global_id(0), y = get_global_id(1), n = get_global_id(2);
+    if (x >= W || y >= H) return;
+    int x0, x1, y0, y1;
+    float lx, ly;
+    dfr_align_corners(x, w, W, &x0, &x1, &lx);
+    dfr_align_corners(y, h, H, &y0, &y1, &ly);
+    __global const float *s = src + (size_t)n * h * w;
+    float top = (1.0f - lx) * s[y0 * w + x0] + lx * s[y0 * w + x1];
+    float bot = (1.0f - lx) * s[y1 * w + x0] + lx * s[y1 * w + x1];
+    dst[((size_t)n * H + y) * W + x] = (1.0f - ly) * top + ly * bot;
+}

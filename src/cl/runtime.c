@@ -1,0 +1,433 @@
+#include "cl/runtime.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/error.h"
+
+#define NO_PLATFORM_ADVICE                                                                     \
+    "install an OpenCL driver: a GPU vendor's driver with OpenCL support, or PoCL for the CPU " \
+    "(Debian/Ubuntu: apt-get install pocl-opencl-icd); the ICD loader looks in "              \
+    "/etc/OpenCL/vendors (or OCL_ICD_VENDORS)"
+
+int dfr_cl_error(cl_int err, const char *what)
+{
+    if (err == CL_SUCCESS) return DFRCL_OK;
+    if (err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_RESOURCES ||
+        err == CL_INVALID_BUFFER_SIZE)
+        return dfr_error(DFRCL_ERR_DEVICE_MEMORY,
+                         "%s: the OpenCL device ran out of memory or resources (%s, %d); try a "
+                         "smaller --size or batch, or a device with more memory",
+                         what, dfrcl_status_name(err), err);
+    if (err == CL_OUT_OF_HOST_MEMORY)
+        return dfr_error(DFRCL_ERR_HOST_MEMORY, "%s: out of host memory (CL_OUT_OF_HOST_MEMORY)",
+                         what);
+    return dfr_error(err, "%s: OpenCL error %s (%d)", what, dfrcl_status_name(err), err);
+}
+
+static void info_str(cl_device_id d, cl_device_info p, char *buf, size_t n)
+{
+    buf[0] = 0;
+    if (clGetDeviceInfo(d, p, n, buf, NULL) != CL_SUCCESS) buf[0] = 0;
+    buf[n - 1] = 0;
+}
+
+static void fill_info(dfrcl_device_info *di, cl_platform_id p, cl_device_id d)
+{
+    memset(di, 0, sizeof *di);
+    clGetPlatformInfo(p, CL_PLATFORM_NAME, sizeof di->platform_name, di->platform_name, NULL);
+    clGetPlatformInfo(p, CL_PLATFORM_VERSION, sizeof di->platform_version, di->platform_version,
+                      NULL);
+    di->platform_name[sizeof di->platform_name - 1] = 0;
+    di->platform_version[sizeof di->platform_version - 1] = 0;
+    info_str(d, CL_DEVICE_NAME, di->name, sizeof di->name);
+    info_str(d, CL_DEVICE_VENDOR, di->vendor, sizeof di->vendor);
+    info_str(d, CL_DRIVER_VERSION, di->driver_version, sizeof di->driver_version);
+    info_str(d, CL_DEVICE_OPENCL_C_VERSION, di->opencl_c_version, sizeof di->opencl_c_version);
+    cl_device_type t = 0;
+    clGetDeviceInfo(d, CL_DEVICE_TYPE, sizeof t, &t, NULL);
+    di->is_gpu = (t & CL_DEVICE_TYPE_GPU) != 0;
+    di->is_cpu = (t & CL_DEVICE_TYPE_CPU) != 0;
+    cl_uint cu = 0;
+    clGetDeviceInfo(d, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
+    di->compute_units = cu;
+    cl_ulong v = 0;
+    clGetDeviceInfo(d, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof v, &v, NULL);
+    di->global_mem_bytes = v;
+    v = 0;
+    clGetDeviceInfo(d, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof v, &v, NULL);
+    di->max_alloc_bytes = v;
+    v = 0;
+    clGetDeviceInfo(d, CL_DEVICE_LOCAL_MEM_SIZE, sizeof v, &v, NULL);
+    di->local_mem_bytes = v;
+    size_t wg = 0;
+    clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+    di->max_work_group_size = wg;
+}
+
+int dfr_list_devices(dfrcl_device_info **out, int *count, cl_device_id **ids_out,
+                     cl_platform_id **plats_out)
+{
+    *out = NULL;
+    *count = 0;
+    if (ids_out) *ids_out = NULL;
+    if (plats_out) *plats_out = NULL;
+    cl_uint np = 0;
+    cl_int err = clGetPlatformIDs(0, NULL, &np);
+    if (err == CL_PLATFORM_NOT_FOUND_KHR || (err == CL_SUCCESS && np == 0))
+        return dfr_error(DFRCL_ERR_NO_DEVICE, "no OpenCL platform found: " NO_PLATFORM_ADVICE);
+    if (err != CL_SUCCESS) return dfr_cl_error(err, "clGetPlatformIDs");
+    cl_platform_id *plats = calloc(np, sizeof *plats);
+    if (!plats) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory listing platforms");
+    clGetPlatformIDs(np, plats, NULL);
+
+    int cap = 16, n = 0, rc = DFRCL_OK;
+    dfrcl_device_info *infos = calloc((size_t)cap, sizeof *infos);
+    cl_device_id *ids = calloc((size_t)cap, sizeof *ids);
+    cl_platform_id *pl = calloc((size_t)cap, sizeof *pl);
+    if (!infos || !ids || !pl) {
+        rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory listing devices");
+        goto done;
+    }
+    for (cl_uint p = 0; p < np; p++) {
+        cl_uint nd = 0;
+        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd) != CL_SUCCESS || nd == 0)
+            continue;
+        cl_device_id *devs = calloc(nd, sizeof *devs);
+        if (!devs) continue;
+        clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, nd, devs, NULL);
+        for (cl_uint d = 0; d < nd; d++) {
+            if (n == cap) {
+                cap *= 2;
+                void *a = realloc(infos, (size_t)cap * sizeof *infos);
+                if (a) infos = a;
+                void *b = realloc(ids, (size_t)cap * sizeof *ids);
+                if (b) ids = b;
+                void *c = realloc(pl, (size_t)cap * sizeof *pl);
+                if (c) pl = c;
+                if (!a || !b || !c) {
+                    free(devs);
+                    rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory listing devices");
+                    goto done;
+                }
+            }
+            fill_info(&infos[n], plats[p], devs[d]);
+            infos[n].index = n;
+            infos[n].platform_index = (int)p;
+            ids[n] = devs[d];
+            pl[n] = plats[p];
+            n++;
+        }
+        free(devs);
+    }
+    if (n == 0) {
+        rc = dfr_error(DFRCL_ERR_NO_DEVICE,
+                       "OpenCL platforms were found but they have no devices: " NO_PLATFORM_ADVICE);
+        goto done;
+    }
+    /* The default: the first GPU, else the first device. */
+    int def = 0;
+    for (int i = 0; i < n; i++)
+        if (infos[i].is_gpu) {
+            def = i;
+            break;
+        }
+    infos[def].is_default = 1;
+done:
+    free(plats);
+    if (rc != DFRCL_OK) {
+        free(infos);
+        free(ids);
+        free(pl);
+        return rc;
+    }
+    *out = infos;
+    *count = n;
+    if (ids_out) *ids_out = ids;
+    else free(ids);
+    if (plats_out) *plats_out = pl;
+    else free(pl);
+    return DFRCL_OK;
+}
+
+static int ci_contains(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (i < n && hay[i] && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
+            i++;
+        if (i == n) return 1;
+    }
+    return n == 0;
+}
+
+static int pick_device(const dfrcl_device_info *infos, int n, const char *sel, int *chosen)
+{
+    if (!sel || !*sel) {
+        for (int i = 0; i < n; i++)
+            if (infos[i].is_default) *chosen = i;
+        return DFRCL_OK;
+    }
+    char *end = NULL;
+    long idx = strtol(sel, &end, 10);
+    if (end && *end == 0 && end != sel) {
+        if (idx < 0 || idx >= n)
+            return dfr_error(DFRCL_ERR_NO_DEVICE,
+                             "device index %ld out of range: %d device(s); run 'dfrcl devices'",
+                             idx, n);
+        *chosen = (int)idx;
+        return DFRCL_OK;
+    }
+    for (int i = 0; i < n; i++)
+        if (ci_contains(infos[i].name, sel) || ci_contains(infos[i].platform_name, sel)) {
+            *chosen = i;
+            return DFRCL_OK;
+        }
+    char list[2048] = "";
+    size_t used = 0;
+    for (int i = 0; i < n && used < sizeof list - 1; i++) {
+        int w = snprintf(list + used, sizeof list - used, "%s[%d] %s", i ? ", " : "", i,
+                         infos[i].name);
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+    return dfr_error(DFRCL_ERR_NO_DEVICE, "no OpenCL device matches '%s'; devices: %s", sel, list);
+}
+
+static void default_cache_dir(char *buf, size_t n, const char *requested)
+{
+    const char *env = getenv("DFRCL_CACHE_DIR");
+    if (requested) snprintf(buf, n, "%s", requested);
+    else if (env) snprintf(buf, n, "%s", env);
+    else if (getenv("XDG_CACHE_HOME") && *getenv("XDG_CACHE_HOME"))
+        snprintf(buf, n, "%s/dfrcl", getenv("XDG_CACHE_HOME"));
+    else if (getenv("HOME") && *getenv("HOME")) snprintf(buf, n, "%s/.cache/dfrcl", getenv("HOME"));
+    else buf[0] = 0;
+}
+
+void dfr_program_cache_free(dfr_runtime *rt); /* program.c */
+
+int dfr_runtime_open(dfr_runtime **out, const char *selector, const char *cache_dir, int profiling)
+{
+    *out = NULL;
+    dfrcl_device_info *infos = NULL;
+    cl_device_id *ids = NULL;
+    cl_platform_id *plats = NULL;
+    int n = 0;
+    int rc = dfr_list_devices(&infos, &n, &ids, &plats);
+    if (rc) return rc;
+    if (!selector || !*selector) selector = getenv("DFRCL_DEVICE");
+    int chosen = 0;
+    rc = pick_device(infos, n, selector, &chosen);
+    if (rc) goto fail;
+
+    dfr_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt) {
+        rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+        goto fail;
+    }
+    rt->info = infos[chosen];
+    rt->device = ids[chosen];
+    rt->platform = plats[chosen];
+    rt->profiling = profiling;
+    default_cache_dir(rt->cache_dir, sizeof rt->cache_dir, cache_dir);
+
+    cl_int err;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)rt->platform, 0};
+    rt->context = clCreateContext(props, 1, &rt->device, NULL, NULL, &err);
+    if (err != CL_SUCCESS) {
+        rc = dfr_cl_error(err, "clCreateContext");
+        free(rt);
+        goto fail;
+    }
+    rt->queue = clCreateCommandQueue(rt->context, rt->device,
+                                     profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
+    if (err != CL_SUCCESS) {
+        rc = dfr_cl_error(err, "clCreateCommandQueue");
+        clReleaseContext(rt->context);
+        free(rt);
+        goto fail;
+    }
+    dfr_log(1, "device [%d] %s (%s, %s)", rt->info.index, rt->info.name, rt->info.platform_name,
+            rt->info.is_gpu ? "GPU" : rt->info.is_cpu ? "CPU" : "other");
+    *out = rt;
+fail:
+    free(infos);
+    free(ids);
+    free(plats);
+    return rc;
+}
+
+void dfr_runtime_close(dfr_runtime **prt)
+{
+    dfr_runtime *rt = *prt;
+    if (!rt) return;
+    if (rt->queue) clFinish(rt->queue);
+    dfr_profile_clear(rt);
+    free(rt->prof);
+    dfr_program_cache_free(rt);
+    if (rt->queue) clReleaseCommandQueue(rt->queue);
+    if (rt->context) clReleaseContext(rt->context);
+    free(rt);
+    *prt = NULL;
+}
+
+int dfr_buffer_new(dfr_runtime *rt, size_t bytes, cl_mem_flags flags, const char *what,
+                   cl_mem *out)
+{
+    *out = NULL;
+    if (bytes == 0) bytes = 4; /* OpenCL forbids empty buffers */
+    if (bytes > rt->info.max_alloc_bytes && rt->info.max_alloc_bytes)
+        return dfr_error(DFRCL_ERR_DEVICE_MEMORY,
+                         "%s needs a buffer of %.1f MiB but %s allows at most %.1f MiB per "
+                         "buffer; try a smaller --size or batch",
+                         what, bytes / 1048576.0, rt->info.name,
+                         rt->info.max_alloc_bytes / 1048576.0);
+    cl_int err;
+    *out = clCreateBuffer(rt->context, flags, bytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+        *out = NULL;
+        char msg[256];
+        snprintf(msg, sizeof msg, "allocating %.1f MiB for %s", bytes / 1048576.0, what);
+        return dfr_cl_error(err, msg);
+    }
+    return DFRCL_OK;
+}
+
+void dfr_buffer_release(cl_mem *m)
+{
+    if (*m) clReleaseMemObject(*m);
+    *m = NULL;
+}
+
+static int prof_add(dfr_runtime *rt, const char *label, cl_event ev)
+{
+    if (rt->n_prof == rt->cap_prof) {
+        size_t cap = rt->cap_prof ? rt->cap_prof * 2 : 256;
+        dfr_prof_event *p = realloc(rt->prof, cap * sizeof *p);
+        if (!p) {
+            clReleaseEvent(ev);
+            return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory recording profile");
+        }
+        rt->prof = p;
+        rt->cap_prof = cap;
+    }
+    rt->prof[rt->n_prof].label = label;
+    rt->prof[rt->n_prof].tag = rt->prof_tag;
+    rt->prof[rt->n_prof].event = ev;
+    rt->n_prof++;
+    return DFRCL_OK;
+}
+
+int dfr_enqueue(dfr_runtime *rt, cl_kernel k, cl_uint dims, const size_t *global,
+                const size_t *local, const char *label)
+{
+    size_t g[3];
+    for (cl_uint i = 0; i < dims; i++) {
+        g[i] = global[i];
+        if (g[i] == 0) return DFRCL_OK; /* nothing to do */
+        if (local && local[i]) g[i] = (g[i] + local[i] - 1) / local[i] * local[i];
+    }
+    cl_event ev = NULL;
+    cl_int err = clEnqueueNDRangeKernel(rt->queue, k, dims, NULL, g, local, 0, NULL,
+                                        rt->profiling ? &ev : NULL);
+    if (err != CL_SUCCESS) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "launching %s", label ? label : "kernel");
+        return dfr_cl_error(err, msg);
+    }
+    return ev ? prof_add(rt, label, ev) : DFRCL_OK;
+}
+
+int dfr_write(dfr_runtime *rt, cl_mem dst, size_t offset, size_t bytes, const void *src,
+              const char *label)
+{
+    cl_event ev = NULL;
+    cl_int err = clEnqueueWriteBuffer(rt->queue, dst, CL_TRUE, offset, bytes, src, 0, NULL,
+                                      rt->profiling ? &ev : NULL);
+    if (err != CL_SUCCESS) return dfr_cl_error(err, label ? label : "upload");
+    return ev ? prof_add(rt, label, ev) : DFRCL_OK;
+}
+
+int dfr_read(dfr_runtime *rt, cl_mem src, size_t offset, size_t bytes, void *dst,
+             const char *label)
+{
+    cl_event ev = NULL;
+    cl_int err = clEnqueueReadBuffer(rt->queue, src, CL_TRUE, offset, bytes, dst, 0, NULL,
+                                     rt->profiling ? &ev : NULL);
+    if (err != CL_SUCCESS) return dfr_cl_error(err, label ? label : "download");
+    return ev ? prof_add(rt, label, ev) : DFRCL_OK;
+}
+
+int dfr_finish(dfr_runtime *rt)
+{
+    return dfr_cl_error(clFinish(rt->queue), "waiting for the device (clFinish)");
+}
+
+int dfr_set_args(cl_kernel k, const char *kname, ...)
+{
+    va_list ap;
+    va_start(ap, kname);
+    cl_uint i = 0;
+    int rc = DFRCL_OK;
+    for (;;) {
+        size_t sz = va_arg(ap, size_t);
+        if (sz == 0) break;
+        const void *p = va_arg(ap, const void *);
+        cl_int err = clSetKernelArg(k, i, sz, p);
+        if (err != CL_SUCCESS) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "setting argument %u of kernel %s", i, kname);
+            rc = dfr_cl_error(err, msg);
+            break;
+        }
+        i++;
+    }
+    va_end(ap);
+    return rc;
+}
+
+void dfr_profile_clear(dfr_runtime *rt)
+{
+    for (size_t i = 0; i < rt->n_prof; i++) clReleaseEvent(rt->prof[i].event);
+    rt->n_prof = 0;
+}
+
+int dfr_profile_collect(dfr_runtime *rt, dfr_prof_sum *sums, int max_sums, int *n_sums)
+{
+    int n = 0, rc = dfr_finish(rt);
+    for (size_t i = 0; i < rt->n_prof && rc == DFRCL_OK; i++) {
+        cl_ulong t0 = 0, t1 = 0;
+        cl_int e1 = clGetEventProfilingInfo(rt->prof[i].event, CL_PROFILING_COMMAND_START,
+                                            sizeof t0, &t0, NULL);
+        cl_int e2 = clGetEventProfilingInfo(rt->prof[i].event, CL_PROFILING_COMMAND_END,
+                                            sizeof t1, &t1, NULL);
+        if (e1 != CL_SUCCESS || e2 != CL_SUCCESS) {
+            rc = dfr_cl_error(e1 ? e1 : e2, "reading profiling info");
+            break;
+        }
+        const char *label = rt->prof[i].label ? rt->prof[i].label : "other";
+        const char *tag = rt->prof[i].tag;
+        int j = 0;
+        while (j < n && !(strcmp(sums[j].label, label) == 0 &&
+                          (sums[j].tag == tag || (sums[j].tag && tag && !strcmp(sums[j].tag, tag)))))
+            j++;
+        if (j == n) {
+            if (n == max_sums) continue;
+            sums[n].label = label;
+            sums[n].tag = tag;
+            sums[n].ms = 0;
+            sums[n].count = 0;
+            n++;
+        }
+        sums[j].ms += (double)(t1 - t0) * 1e-6;
+        sums[j].count++;
+    }
+    dfr_profile_clear(rt);
+    *n_sums = n;
+    return rc;
+}

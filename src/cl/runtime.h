@@ -1,0 +1,101 @@
+/* The OpenCL runtime: device discovery and choice, program build with an on-disk binary cache,
+ * buffers, and the in-order queue on which every stage of a pipeline is chained.
+ *
+ * Chaining: all stages of one image are enqueued back to back on one in-order queue; the host
+ * waits only when it reads a result back. Each enqueue can record a profiling event under a
+ * stage label, which `dfrcl bench` sums per stage. */
+#ifndef DFRCL_CL_RUNTIME_H
+#define DFRCL_CL_RUNTIME_H
+
+#include <stddef.h>
+
+#include "cl/clinc.h"
+#include "dfrcl.h"
+
+typedef struct dfr_program_entry dfr_program_entry;
+
+/* A profiling record: one kernel launch or transfer under a stage label. */
+typedef struct dfr_prof_event {
+    const char *label; /* static string: the stage ("conv", "regional", ...) */
+    const char *tag;   /* static string or NULL: which instance (the layer, ...) */
+    cl_event event;
+} dfr_prof_event;
+
+typedef struct dfr_runtime {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;
+    dfrcl_device_info info;
+    char cache_dir[4096];  /* "" = binary cache disabled */
+    dfr_program_entry *programs; /* programs built in this process, by (files, options) */
+    /* Profiling (only when opened with profiling = 1). */
+    int profiling;
+    const char *prof_tag; /* attached to the events recorded while it is set */
+    dfr_prof_event *prof;
+    size_t n_prof, cap_prof;
+} dfr_runtime;
+
+/* Lists all devices of all platforms. *out (malloc'd, caller frees) may be NULL when *count is 0.
+ * ids, if not NULL, receives a malloc'd array of the device ids and platforms in the same order. */
+int dfr_list_devices(dfrcl_device_info **out, int *count, cl_device_id **ids,
+                     cl_platform_id **platforms);
+
+/* Opens a context and queue on the device chosen by `selector` (index or case-insensitive name
+ * substring; NULL or "" = DFRCL_DEVICE, else the first GPU, else the first device).
+ * cache_dir: NULL = DFRCL_CACHE_DIR / XDG default; "" = no cache. */
+int dfr_runtime_open(dfr_runtime **rt, const char *selector, const char *cache_dir, int profiling);
+void dfr_runtime_close(dfr_runtime **rt);
+
+/* Returns the program built from common.cl followed by `file` (e.g. "conv.cl") with `options`
+ * (-D tunables), building it (or loading it from the binary cache) on first use. The runtime owns
+ * the program. */
+int dfr_program_get(dfr_runtime *rt, const char *file, const char *options, cl_program *out);
+/* Builds a program from source texts (no cache); a failure returns DFRCL_ERR_BUILD with the build
+ * log and options in the message. */
+int dfr_program_build(dfr_runtime *rt, const char *name, int n, const char *const *texts,
+                      const char *opts, cl_program *out);
+/* Creates a kernel (owned by the caller: clReleaseKernel) from such a program. */
+int dfr_kernel_create(dfr_runtime *rt, const char *file, const char *options, const char *name,
+                      cl_kernel *out);
+
+/* Like dfr_kernel_create, but the kernel is cached and owned by the runtime (one per name and
+ * options): set its arguments and enqueue it right away, as the next call may reuse it. */
+int dfr_kernel_get(dfr_runtime *rt, const char *file, const char *options, const char *name,
+                   cl_kernel *out);
+
+/* clCreateBuffer with a clear error (naming `what` and the size) when the device lacks memory. */
+int dfr_buffer_new(dfr_runtime *rt, size_t bytes, cl_mem_flags flags, const char *what,
+                   cl_mem *out);
+void dfr_buffer_release(cl_mem *m);
+
+/* Launches a kernel on the queue; records a profiling event under `label` when profiling.
+ * global sizes are rounded up to multiples of local sizes (local may be NULL). */
+int dfr_enqueue(dfr_runtime *rt, cl_kernel k, cl_uint dims, const size_t *global,
+                const size_t *local, const char *label);
+/* Blocking upload / download of a whole region. */
+int dfr_write(dfr_runtime *rt, cl_mem dst, size_t offset, size_t bytes, const void *src,
+              const char *label);
+int dfr_read(dfr_runtime *rt, cl_mem src, size_t offset, size_t bytes, void *dst,
+             const char *label);
+int dfr_finish(dfr_runtime *rt);
+
+/* Turns a failed OpenCL call into a dfrcl error: "<what>: CL_NAME (code)"; memory failures become
+ * DFRCL_ERR_DEVICE_MEMORY with advice. Returns DFRCL_OK when err == CL_SUCCESS. */
+int dfr_cl_error(cl_int err, const char *what);
+
+/* Sets kernel arguments in order; each pair is (size, pointer). Stops at size 0. */
+int dfr_set_args(cl_kernel k, const char *kname, ...);
+#define DFR_ARG(x) sizeof(x), (const void *)&(x)
+#define DFR_ARGS_END ((size_t)0)
+
+/* Profiling: sums of device time per label in ms, in first-seen order; clears the records. */
+typedef struct dfr_prof_sum {
+    const char *label, *tag; /* sums are per (label, tag) */
+    double ms;
+    int count;
+} dfr_prof_sum;
+int dfr_profile_collect(dfr_runtime *rt, dfr_prof_sum *sums, int max_sums, int *n_sums);
+void dfr_profile_clear(dfr_runtime *rt);
+
+#endif

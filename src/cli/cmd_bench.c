@@ -1,0 +1,235 @@
+/* dfrcl bench: median device time per stage of the backbone and regional features, GFLOP/s,
+ * share of the total; optionally side by side with the PyTorch reference run in the same
+ * command. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/backbone_opts.h"
+#include "cli/cli.h"
+#include "util/error.h"
+#include "util/rand.h"
+
+#define MAX_ROWS 64
+
+typedef struct row {
+    const char *stage, *tag;
+    double flops;    /* per image */
+    double *ms;      /* one per rep */
+} row;
+
+static void help(void)
+{
+    printf("usage: dfrcl bench [options]\n\n"
+           "Times the backbone (VGG19 convolutions, pooling) and the regional-feature stage on\n"
+           "one image: warm-up runs, then the median over --reps of each stage's device time\n"
+           "(OpenCL profiling events), its GFLOP/s and its share of the total. Uses a random\n"
+           "backbone unless --weights is given (timing does not depend on the values).\n\n"
+           "options:\n"
+           "  -r, --reps N              timed repetitions (default 5)\n"
+           "      --warmup N            untimed runs first (default 2)\n"
+           "      --torch SCRIPT        also run the PyTorch reference (dfr_torch_ref.py) with\n"
+           "                            /usr/bin/python3 and print the ratio (12 layers only)\n"
+           "      --threads N           threads for the PyTorch reference (default 2)\n" CLI_BACKBONE_HELP
+           "  -h, --help\n");
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, int n)
+{
+    double *t = malloc((size_t)n * sizeof *t);
+    if (!t) return 0;
+    memcpy(t, v, (size_t)n * sizeof *t);
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    double m = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    free(t);
+    return m;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+/* FLOPs per image of a stage instance, for GFLOP/s. Convolution: 2 per multiply-add. Regional:
+ * 16 bilinear samples of 3 lerps (6 flops) plus the sum, per output. */
+static double stage_flops(const dfr_vgg19 *v, const char *stage, const char *tag, int size)
+{
+    for (int i = 0; i < v->layers; i++) {
+        if (!tag || strcmp(tag, dfr_vgg19_layer_name(i)) != 0) continue;
+        double hw = (double)(size >> dfr_vgg19_layer_block(i));
+        hw *= hw;
+        int cin = i ? dfr_vgg19_layer_channels(i - 1) : 3, cout = dfr_vgg19_layer_channels(i);
+        if (!strcmp(stage, "conv")) return 2.0 * 9.0 * cin * cout * hw;
+    }
+    if (!strcmp(stage, "regional")) return (16.0 * 7.0 + 1.0) * v->channels * (size / 4.0) * (size / 4.0);
+    return 0;
+}
+
+/* Runs the PyTorch reference and parses "vgg N ms  regional N ms". */
+static int run_torch(const char *script, int size, int threads, double *vgg_ms, double *reg_ms)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' --size %d --threads %d --reps 3 2>&1", script,
+             size, threads);
+    FILE *p = popen(cmd, "r");
+    if (!p) return 0;
+    char line[1024];
+    int ok = 0;
+    while (fgets(line, sizeof line, p)) {
+        const char *s = strstr(line, "vgg ");
+        if (s && sscanf(s, "vgg %lf ms regional %lf ms", vgg_ms, reg_ms) == 2) ok = 1;
+        if (!ok) fputs(line, stderr);
+    }
+    pclose(p);
+    return ok;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS,
+                                         {"reps", required_argument, 0, 'r'},
+                                         {"warmup", required_argument, 0, 1101},
+                                         {"torch", required_argument, 0, 1102},
+                                         {"threads", required_argument, 0, 1103},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    cli_backbone_opts bo;
+    cli_backbone_defaults(&bo);
+    bo.weights = NULL; /* timing needs no real weights unless asked */
+    int reps = 5, warmup = 2, threads = 2;
+    const char *torch = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "d:w:l:s:vqr:h", opts, NULL)) != -1) {
+        int r = cli_backbone_option(&bo, c, optarg);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        if (c == 'r') {
+            if (!cli_int("--reps", optarg, 1, 1000, &reps)) return 2;
+        } else if (c == 1101) {
+            if (!cli_int("--warmup", optarg, 0, 1000, &warmup)) return 2;
+        } else if (c == 1102) torch = optarg;
+        else if (c == 1103) {
+            if (!cli_int("--threads", optarg, 1, 1024, &threads)) return 2;
+        } else if (c == 'h') {
+            help();
+            return 0;
+        } else return 2;
+    }
+    if (optind != argc) {
+        fprintf(stderr, "dfrcl bench: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (!bo.weights && bo.random_seed < 0) bo.random_seed = 0;
+
+    dfr_runtime *rt = NULL;
+    dfr_vgg19 *vgg = NULL;
+    cl_mem feat = NULL;
+    uint8_t *img = NULL;
+    row rows[MAX_ROWS];
+    int nrows = 0, rc = cli_backbone_open(&bo, 1, &rt, &vgg);
+    int S = bo.size, q = S / 4;
+    double *wall = calloc((size_t)reps, sizeof *wall);
+    if (!rc) rc = dfr_buffer_new(rt, (size_t)vgg->channels * q * q * sizeof(float),
+                                 CL_MEM_READ_WRITE, "the regional feature", &feat);
+    if (!rc && (!(img = malloc((size_t)S * S * 3)) || !wall))
+        rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    if (!rc)
+        for (size_t i = 0; i < (size_t)S * S * 3; i++) img[i] = (uint8_t)(dfr_rand_u32(7, (uint32_t)i) >> 24);
+
+    if (!rc) {
+        printf("dfrcl bench: %s (%s), size %d, %d layers (C=%d), %s backbone, %d warm-up + %d "
+               "reps\n",
+               rt->info.name, rt->info.platform_name, S, vgg->layers, vgg->channels,
+               bo.weights ? "file" : "random", warmup, reps);
+        fflush(stdout);
+    }
+    for (int it = 0; it < warmup + reps && !rc; it++) {
+        dfr_profile_clear(rt);
+        double t0 = now_ms();
+        rc = dfr_vgg19_features(vgg, img, 3, S, feat, 0);
+        if (!rc) rc = dfr_finish(rt);
+        double t1 = now_ms();
+        dfr_prof_sum sums[MAX_ROWS];
+        int ns = 0;
+        if (!rc) rc = dfr_profile_collect(rt, sums, MAX_ROWS, &ns);
+        if (rc || it < warmup) continue;
+        int r = it - warmup;
+        wall[r] = t1 - t0;
+        for (int s = 0; s < ns; s++) {
+            int j = 0;
+            while (j < nrows && !(rows[j].stage == sums[s].label && rows[j].tag == sums[s].tag)) j++;
+            if (j == nrows) {
+                if (nrows == MAX_ROWS) continue;
+                rows[j].stage = sums[s].label;
+                rows[j].tag = sums[s].tag;
+                rows[j].flops = stage_flops(vgg, sums[s].label, sums[s].tag, S);
+                rows[j].ms = calloc((size_t)reps, sizeof(double));
+                if (!rows[j].ms) {
+                    rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+                    break;
+                }
+                nrows++;
+            }
+            rows[j].ms[r] = sums[s].ms;
+        }
+    }
+
+    if (!rc) {
+        double total = 0, conv_ms = 0, conv_flops = 0, stage_ms[3] = {0}; /* backbone, regional, io */
+        double med[MAX_ROWS];
+        for (int j = 0; j < nrows; j++) {
+            med[j] = median(rows[j].ms, reps);
+            total += med[j];
+        }
+        printf("\n%-10s %-9s %10s %10s %7s\n", "stage", "layer", "median ms", "GFLOP/s", "share");
+        for (int j = 0; j < nrows; j++) {
+            double gf = rows[j].flops > 0 && med[j] > 0 ? rows[j].flops / (med[j] * 1e6) : 0;
+            char gfs[32] = "-";
+            if (gf > 0) snprintf(gfs, sizeof gfs, "%.1f", gf);
+            printf("%-10s %-9s %10.2f %10s %6.1f%%\n", rows[j].stage, rows[j].tag ? rows[j].tag : "",
+                   med[j], gfs, total > 0 ? 100.0 * med[j] / total : 0);
+            if (!strcmp(rows[j].stage, "conv")) {
+                conv_ms += med[j];
+                conv_flops += rows[j].flops;
+            }
+            if (!strcmp(rows[j].stage, "regional")) stage_ms[1] += med[j];
+            else if (!strcmp(rows[j].stage, "upload")) stage_ms[2] += med[j];
+            else stage_ms[0] += med[j];
+        }
+        printf("\nall 3x3 convolutions: %.1f ms, %.1f GFLOP, %.1f GFLOP/s\n", conv_ms,
+               conv_flops * 1e-9, conv_ms > 0 ? conv_flops / (conv_ms * 1e6) : 0);
+        printf("backbone (preprocess+conv+pool) %.1f ms, regional %.1f ms, upload %.1f ms; sum of "
+               "stages %.1f ms, wall median %.1f ms per image\n",
+               stage_ms[0], stage_ms[1], stage_ms[2], total, median(wall, reps));
+        if (torch) {
+            double tv = 0, tr = 0;
+            if (vgg->layers != 12)
+                printf("(--torch skipped: the reference always runs 12 layers; use --layers 12)\n");
+            else if (run_torch(torch, S, threads, &tv, &tr))
+                printf("PyTorch reference (%d threads, same machine, same command): vgg %.1f ms, "
+                       "regional %.1f ms -> dfrcl is %.2fx (backbone) and %.2fx (regional) as "
+                       "fast\n",
+                       threads, tv, tr, stage_ms[0] > 0 ? tv / stage_ms[0] : 0,
+                       stage_ms[1] > 0 ? tr / stage_ms[1] : 0);
+            else printf("(--torch: the reference did not run or printed no timing)\n");
+        }
+    }
+    int ret = rc ? cli_fail(NULL) : 0;
+    for (int j = 0; j < nrows; j++) free(rows[j].ms);
+    free(wall);
+    free(img);
+    dfr_buffer_release(&feat);
+    dfr_vgg19_free(&vgg);
+    dfr_runtime_close(&rt);
+    return ret;
+}

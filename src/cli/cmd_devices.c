@@ -1,0 +1,42 @@
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/cli.h"
+
+int cmd_devices(int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            printf("usage: dfrcl devices\n\nLists every OpenCL platform and device with its type, "
+                   "compute units, memory,\nmax work-group size and OpenCL C version. '*' marks "
+                   "the default device (the\nfirst GPU, else the first device); choose another "
+                   "with --device or DFRCL_DEVICE\n(an index from this list or a name substring).\n");
+            return 0;
+        }
+        return 2;
+    }
+    dfrcl_device_info *d = NULL;
+    int n = 0;
+    if (dfrcl_list_devices(&d, &n) != DFRCL_OK) return cli_fail(NULL);
+    int last_platform = -1;
+    for (int i = 0; i < n; i++) {
+        if (d[i].platform_index != last_platform) {
+            printf("platform %d: %s (%s)\n", d[i].platform_index, d[i].platform_name,
+                   d[i].platform_version);
+            last_platform = d[i].platform_index;
+        }
+        printf("  %c [%d] %s\n", d[i].is_default ? '*' : ' ', d[i].index, d[i].name);
+        printf("        type %s, %u compute units, %.0f MiB global memory (%.0f MiB per buffer), "
+               "%.0f KiB local\n",
+               d[i].is_gpu ? "GPU" : d[i].is_cpu ? "CPU" : "other", d[i].compute_units,
+               d[i].global_mem_bytes / 1048576.0, d[i].max_alloc_bytes / 1048576.0,
+               d[i].local_mem_bytes / 1024.0);
+        printf("        max work-group %zu, %s, driver %s, vendor %s\n", d[i].max_work_group_size,
+               d[i].opencl_c_version, d[i].driver_version, d[i].vendor);
+    }
+    free(d);
+    return 0;
+}

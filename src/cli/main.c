@@ -1,0 +1,70 @@
+/* dfrcl: DFR anomaly segmentation on any OpenCL device. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "util/error.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int, char **);
+    const char *help;
+} commands[] = {
+    {"devices", cmd_devices, "list OpenCL platforms and devices, marking the default"},
+    {"features", cmd_features, "compute the DFR regional feature of one image"},
+    {"bench", cmd_bench, "time the backbone and regional stages on a device"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: dfrcl <command> [options]\n\n"
+               "DFR anomaly segmentation (Shi et al. 2021) on any OpenCL device.\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n'dfrcl <command> --help' describes a command's options.\n"
+               "environment: DFRCL_DEVICE (device index or name substring), DFRCL_CACHE_DIR\n"
+               "(compiled-kernel cache; empty disables it), DFRCL_WEIGHTS (backbone weights).\n");
+}
+
+int cli_fail(const char *context)
+{
+    if (context) fprintf(stderr, "dfrcl: error: %s: %s\n", context, dfrcl_last_error());
+    else fprintf(stderr, "dfrcl: error: %s\n", dfrcl_last_error());
+    return 1;
+}
+
+int cli_int(const char *opt, const char *val, int lo, int hi, int *out)
+{
+    char *end = NULL;
+    long v = strtol(val, &end, 10);
+    if (!*val || *end || v < lo || v > hi) {
+        fprintf(stderr, "dfrcl: error: %s expects an integer in %d..%d, not '%s'\n", opt, lo, hi,
+                val);
+        return 0;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("dfrcl %s\n", dfrcl_version());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(cmd, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "dfrcl: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

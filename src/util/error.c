@@ -1,0 +1,71 @@
+#include "util/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cl/clinc.h"
+
+static _Thread_local char last_error[4096];
+int dfr_verbosity = 1;
+
+int dfr_error(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+int dfr_error_prefix(int status, const char *fmt, ...)
+{
+    char old[sizeof last_error];
+    memcpy(old, last_error, sizeof old);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof last_error)
+        snprintf(last_error + n, sizeof last_error - (size_t)n, ": %s", old);
+    return status;
+}
+
+void dfr_error_clear(void) { last_error[0] = 0; }
+
+const char *dfrcl_last_error(void) { return last_error; }
+
+void dfr_log(int level, const char *fmt, ...)
+{
+    if (level > dfr_verbosity) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dfrcl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+const char *dfrcl_version(void) { return DFRCL_VERSION; }
+
+const char *dfrcl_status_name(int s)
+{
+    switch (s) {
+#define N(x) case x: return #x;
+    N(DFRCL_OK) N(DFRCL_ERR_NO_DEVICE) N(DFRCL_ERR_BUILD) N(DFRCL_ERR_IO) N(DFRCL_ERR_FORMAT)
+    N(DFRCL_ERR_INVALID_ARG) N(DFRCL_ERR_DEVICE_MEMORY) N(DFRCL_ERR_HOST_MEMORY)
+    N(DFRCL_ERR_MISMATCH) N(DFRCL_ERR_INTERNAL)
+    N(CL_DEVICE_NOT_FOUND) N(CL_DEVICE_NOT_AVAILABLE) N(CL_COMPILER_NOT_AVAILABLE)
+    N(CL_MEM_OBJECT_ALLOCATION_FAILURE) N(CL_OUT_OF_RESOURCES) N(CL_OUT_OF_HOST_MEMORY)
+    N(CL_BUILD_PROGRAM_FAILURE) N(CL_INVALID_VALUE) N(CL_INVALID_DEVICE) N(CL_INVALID_CONTEXT)
+    N(CL_INVALID_COMMAND_QUEUE) N(CL_INVALID_MEM_OBJECT) N(CL_INVALID_BINARY)
+    N(CL_INVALID_BUILD_OPTIONS) N(CL_INVALID_PROGRAM) N(CL_INVALID_KERNEL_NAME)
+    N(CL_INVALID_KERNEL) N(CL_INVALID_ARG_INDEX) N(CL_INVALID_ARG_VALUE) N(CL_INVALID_ARG_SIZE)
+    N(CL_INVALID_KERNEL_ARGS) N(CL_INVALID_WORK_DIMENSION) N(CL_INVALID_WORK_GROUP_SIZE)
+    N(CL_INVALID_WORK_ITEM_SIZE) N(CL_INVALID_GLOBAL_OFFSET) N(CL_INVALID_EVENT_WAIT_LIST)
+    N(CL_INVALID_EVENT) N(CL_INVALID_BUFFER_SIZE) N(CL_INVALID_GLOBAL_WORK_SIZE)
+   
+#undef N
+    default: return "unknown status";
+    }
+}

@@ -1,0 +1,248 @@
+/* Each small kernel (preprocess, max pool, regional aggregation, squared error, upsampling)
+ * against a plain C reference, on random inputs of awkward sizes. Outputs are poisoned before
+ * each run so an element the kernel fails to write is caught. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "ops/ops.h"
+#include "testutil.h"
+#include "util/error.h"
+
+static dfr_runtime *rt;
+
+/* ---- plain C references ---- */
+
+static void ref_align(int o, int n_in, int n_out, int *i0, int *i1, float *l1)
+{
+    float scale = n_out > 1 ? (float)(n_in - 1) / (float)(n_out - 1) : 0.0f;
+    float src = scale * (float)o;
+    int i = (int)src;
+    if (i > n_in - 1) i = n_in - 1;
+    *i0 = i;
+    *i1 = i < n_in - 1 ? i + 1 : i;
+    *l1 = src - (float)i;
+}
+
+static float ref_bilinear(const float *m, int h, int w, int H, int W, int y, int x)
+{
+    int x0, x1, y0, y1;
+    float lx, ly;
+    ref_align(x, w, W, &x0, &x1, &lx);
+    ref_align(y, h, H, &y0, &y1, &ly);
+    float top = (1 - lx) * m[y0 * w + x0] + lx * m[y0 * w + x1];
+    float bot = (1 - lx) * m[y1 * w + x0] + lx * m[y1 * w + x1];
+    return (1 - ly) * top + ly * bot;
+}
+
+/* ---- helpers ---- */
+
+static cl_mem upload(const void *p, size_t bytes)
+{
+    cl_mem m;
+    assert_int_equal(dfr_buffer_new(rt, bytes, CL_MEM_READ_WRITE, "test", &m), DFRCL_OK);
+    assert_int_equal(dfr_write(rt, m, 0, bytes, p, "test"), DFRCL_OK);
+    return m;
+}
+
+static float *random_floats(size_t n, uint32_t seed, float lo, float hi)
+{
+    float *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = dfr_test_uniform(seed, (uint32_t)i, lo, hi);
+    return p;
+}
+
+/* ---- tests ---- */
+
+static void test_preprocess(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{1, 1, 3}, {7, 5, 3}, {33, 17, 1}, {64, 64, 3}};
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, std_[3] = {0.229f, 0.224f, 0.225f};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int w = shapes[s][0], h = shapes[s][1], ch = shapes[s][2];
+        size_t n = (size_t)w * h;
+        uint8_t *px = malloc(n * ch);
+        for (size_t i = 0; i < n * ch; i++) px[i] = (uint8_t)(dfr_test_hash(11, (uint32_t)i) >> 24);
+        float *out = malloc(3 * n * sizeof(float)), *ref = malloc(3 * n * sizeof(float));
+        dfr_test_poison(out, 3 * n);
+        for (int c = 0; c < 3; c++)
+            for (size_t p = 0; p < n; p++)
+                ref[c * n + p] = ((float)px[p * ch + (ch == 3 ? c : 0)] / 255.0f - mean[c]) / std_[c];
+        cl_mem src = upload(px, n * ch), dst = upload(out, 3 * n * sizeof(float));
+        assert_int_equal(dfr_op_preprocess(rt, src, w, h, ch, dst), DFRCL_OK);
+        assert_int_equal(dfr_read(rt, dst, 0, 3 * n * sizeof(float), out, "test"), DFRCL_OK);
+        assert_int_equal(dfr_test_compare("preprocess", out, ref, 3 * n, 1e-6f, 1e-6f), 0);
+        dfr_buffer_release(&src);
+        dfr_buffer_release(&dst);
+        free(px);
+        free(out);
+        free(ref);
+    }
+    cl_mem dummy = NULL;
+    assert_int_equal(dfr_op_preprocess(rt, dummy, 4, 4, 2, dummy), DFRCL_ERR_INVALID_ARG);
+}
+
+static void test_maxpool(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{1, 2, 2}, {3, 5, 7}, {2, 17, 16}, {64, 32, 33}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int c = shapes[s][0], h = shapes[s][1], w = shapes[s][2], oh = h / 2, ow = w / 2;
+        size_t n = (size_t)c * h * w, on = (size_t)c * oh * ow;
+        float *in = random_floats(n, 21 + (uint32_t)s, -3, 3);
+        float *out = malloc(on * sizeof(float)), *ref = malloc(on * sizeof(float));
+        dfr_test_poison(out, on);
+        for (int k = 0; k < c; k++)
+            for (int y = 0; y < oh; y++)
+                for (int x = 0; x < ow; x++) {
+                    const float *p = in + ((size_t)k * h + 2 * y) * w + 2 * x;
+                    float m = p[0];
+                    if (p[1] > m) m = p[1];
+                    if (p[w] > m) m = p[w];
+                    if (p[w + 1] > m) m = p[w + 1];
+                    ref[((size_t)k * oh + y) * ow + x] = m;
+                }
+        cl_mem din = upload(in, n * sizeof(float)), dout = upload(out, on * sizeof(float));
+        assert_int_equal(dfr_op_maxpool2(rt, din, dout, c, h, w), DFRCL_OK);
+        assert_int_equal(dfr_read(rt, dout, 0, on * sizeof(float), out, "test"), DFRCL_OK);
+        assert_int_equal(dfr_test_compare("maxpool", out, ref, on, 0, 0), 0);
+        dfr_buffer_release(&din);
+        dfr_buffer_release(&dout);
+        free(in);
+        free(out);
+        free(ref);
+    }
+}
+
+/* Regional: the reference materialises the size x size map, as PyTorch does, then averages. */
+static void test_regional(void **state)
+{
+    (void)state;
+    /* {c, h, w, size, c_offset, c_total} */
+    static const int cases[][6] = {{1, 1, 1, 4, 0, 1},     {1, 2, 2, 8, 0, 1},
+                                   {3, 5, 7, 12, 2, 6},    {5, 16, 16, 16, 0, 5},
+                                   {2, 17, 9, 32, 1, 4},   {4, 32, 32, 64, 4, 9}};
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        int c = cases[s][0], h = cases[s][1], w = cases[s][2], S = cases[s][3];
+        int off = cases[s][4], tot = cases[s][5], q = S / 4;
+        size_t n = (size_t)c * h * w, on = (size_t)tot * q * q;
+        float *in = random_floats(n, 31 + (uint32_t)s, 0, 4);
+        float *out = malloc(on * sizeof(float)), *ref = malloc(on * sizeof(float));
+        float *big = malloc((size_t)S * S * sizeof(float));
+        dfr_test_poison(out, on);
+        dfr_test_poison(ref, on); /* channels outside [off, off+c) must stay untouched */
+        for (int k = 0; k < c; k++) {
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S; x++)
+                    big[y * S + x] = ref_bilinear(in + (size_t)k * h * w, h, w, S, S, y, x);
+            for (int oy = 0; oy < q; oy++)
+                for (int ox = 0; ox < q; ox++) {
+                    double acc = 0;
+                    for (int dy = 0; dy < 4; dy++)
+                        for (int dx = 0; dx < 4; dx++) acc += big[(4 * oy + dy) * S + 4 * ox + dx];
+                    ref[((size_t)(off + k) * q + oy) * q + ox] = (float)(acc / 16);
+                }
+        }
+        cl_mem din = upload(in, n * sizeof(float)), dout = upload(out, on * sizeof(float));
+        assert_int_equal(dfr_op_regional(rt, din, c, h, w, S, dout, off, tot), DFRCL_OK);
+        assert_int_equal(dfr_read(rt, dout, 0, on * sizeof(float), out, "test"), DFRCL_OK);
+        assert_int_equal(dfr_test_compare("regional", out, ref, on, 1e-5f, 1e-5f), 0);
+        dfr_buffer_release(&din);
+        dfr_buffer_release(&dout);
+        free(in);
+        free(out);
+        free(ref);
+        free(big);
+    }
+    cl_mem dummy = NULL;
+    assert_int_equal(dfr_op_regional(rt, dummy, 2, 4, 4, 10, dummy, 0, 2), DFRCL_ERR_INVALID_ARG);
+    assert_int_equal(dfr_op_regional(rt, dummy, 2, 4, 4, 8, dummy, 1, 2), DFRCL_ERR_INVALID_ARG);
+}
+
+static void test_sqerr_mean(void **state)
+{
+    (void)state;
+    static const int cases[][3] = {{1, 1, 1}, {2, 3, 7}, {3, 70, 33}, {1, 1408, 64}};
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        int b = cases[s][0], c = cases[s][1], np = cases[s][2];
+        size_t n = (size_t)b * c * np;
+        float *a = random_floats(n, 41 + (uint32_t)s, -2, 2);
+        float *r = random_floats(n, 51 + (uint32_t)s, -2, 2);
+        float *out = malloc((size_t)b * np * sizeof(float)), *ref = malloc((size_t)b * np * sizeof(float));
+        dfr_test_poison(out, (size_t)b * np);
+        for (int i = 0; i < b; i++)
+            for (int p = 0; p < np; p++) {
+                double acc = 0;
+                for (int k = 0; k < c; k++) {
+                    double d = (double)a[((size_t)i * c + k) * np + p] - r[((size_t)i * c + k) * np + p];
+                    acc += d * d;
+                }
+                ref[(size_t)i * np + p] = (float)(acc / c);
+            }
+        cl_mem da = upload(a, n * sizeof(float)), dr = upload(r, n * sizeof(float));
+        cl_mem ds = upload(out, (size_t)b * np * sizeof(float));
+        assert_int_equal(dfr_op_sqerr_mean(rt, da, dr, b, c, np, ds), DFRCL_OK);
+        assert_int_equal(dfr_read(rt, ds, 0, (size_t)b * np * sizeof(float), out, "test"), DFRCL_OK);
+        assert_int_equal(dfr_test_compare("sqerr", out, ref, (size_t)b * np, 1e-6f, 1e-5f), 0);
+        dfr_buffer_release(&da);
+        dfr_buffer_release(&dr);
+        dfr_buffer_release(&ds);
+        free(a);
+        free(r);
+        free(out);
+        free(ref);
+    }
+}
+
+static void test_upsample(void **state)
+{
+    (void)state;
+    /* {n, h, w, H, W} */
+    static const int cases[][5] = {{1, 1, 1, 3, 3}, {1, 2, 2, 5, 9}, {2, 7, 5, 7, 5}, {3, 16, 16, 64, 64}, {1, 9, 13, 31, 17}};
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        int nn = cases[s][0], h = cases[s][1], w = cases[s][2], H = cases[s][3], W = cases[s][4];
+        size_t n = (size_t)nn * h * w, on = (size_t)nn * H * W;
+        float *in = random_floats(n, 61 + (uint32_t)s, 0, 10);
+        float *out = malloc(on * sizeof(float)), *ref = malloc(on * sizeof(float));
+        dfr_test_poison(out, on);
+        for (int k = 0; k < nn; k++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++)
+                    ref[((size_t)k * H + y) * W + x] = ref_bilinear(in + (size_t)k * h * w, h, w, H, W, y, x);
+        cl_mem din = upload(in, n * sizeof(float)), dout = upload(out, on * sizeof(float));
+        assert_int_equal(dfr_op_upsample(rt, din, nn, h, w, dout, H, W), DFRCL_OK);
+        assert_int_equal(dfr_read(rt, dout, 0, on * sizeof(float), out, "test"), DFRCL_OK);
+        assert_int_equal(dfr_test_compare("upsample", out, ref, on, 1e-5f, 1e-5f), 0);
+        dfr_buffer_release(&din);
+        dfr_buffer_release(&dout);
+        free(in);
+        free(out);
+        free(ref);
+    }
+}
+
+int main(void)
+{
+    dfr_verbosity = 0;
+    int rc = dfr_runtime_open(&rt, NULL, NULL, 0);
+    if (rc == DFRCL_ERR_NO_DEVICE) {
+        fprintf(stderr, "skip: %s\n", dfrcl_last_error());
+        return DFR_TEST_SKIP;
+    }
+    if (rc) {
+        fprintf(stderr, "%s\n", dfrcl_last_error());
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_preprocess), cmocka_unit_test(test_maxpool),
+        cmocka_unit_test(test_regional),   cmocka_unit_test(test_sqerr_mean),
+        cmocka_unit_test(test_upsample),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    dfr_runtime_close(&rt);
+    return failed;
+}

@@ -1,0 +1,70 @@
+/* Helpers shared by the cmocka tests. Tests are compiled with -DDFRCL_SOURCE_DIR="<repo root>". */
+#ifndef DFRCL_TESTUTIL_H
+#define DFRCL_TESTUTIL_H
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DFR_TEST_SKIP 77 /* meson reads exit status 77 as SKIP */
+
+/* The shared data folder (DFRCL_SHARED, else <repo>/../shared), or NULL when absent. */
+static inline const char *dfr_test_shared_dir(void)
+{
+    static char buf[4096];
+    const char *env = getenv("DFRCL_SHARED");
+    if (env && *env) snprintf(buf, sizeof buf, "%s", env);
+    else snprintf(buf, sizeof buf, "%s/../shared", DFRCL_SOURCE_DIR);
+    return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+/* Path of a committed fixture: <repo>/tests/fixtures/<name>. */
+static inline const char *dfr_test_fixture(const char *name)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/tests/fixtures/%s", DFRCL_SOURCE_DIR, name);
+    return buf;
+}
+
+/* Deterministic pseudo-random numbers, shared with the library and tools/make_fixtures.py. */
+#include "util/rand.h"
+#define dfr_test_hash dfr_rand_u32
+#define dfr_test_uniform dfr_rand_uniform
+
+/* A value no kernel produces, written into outputs before a run so unwritten elements fail. */
+#define DFR_POISON (-12345.678f)
+static inline void dfr_test_poison(float *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) p[i] = DFR_POISON;
+}
+
+/* Normalised MSE: sum((a-b)^2) / sum(b^2); NaN anywhere gives INFINITY. */
+static inline double dfr_test_nmse(const float *a, const float *ref, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(a[i]) || isnan(ref[i])) return INFINITY;
+        double d = (double)a[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* Elementwise |a-b| <= atol + rtol*|ref|; prints and counts the first mismatches. NaN fails. */
+static inline size_t dfr_test_compare(const char *what, const float *a, const float *ref, size_t n,
+                                      float atol, float rtol)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - ref[i]);
+        if (!(d <= atol + rtol * fabsf(ref[i]))) {
+            if (bad < 5) fprintf(stderr, "%s[%zu]: got %.7g want %.7g\n", what, i, a[i], ref[i]);
+            bad++;
+        }
+    }
+    return bad;
+}
+#endif
