@@ -1,0 +1,71 @@
+#!/bin/sh
+# The dfrcl command end to end: help, errors on bad input (exit codes, messages naming the file,
+# nothing half-written), and small real runs. Usage: test_cli.sh DFRCL REPO_ROOT
+dfrcl="$1"; root="$2"
+shared="${DFRCL_SHARED:-$root/../shared}"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fails=0; n=0
+
+# expect CODE PATTERN CMD...: runs CMD, checks its exit code and that its output matches PATTERN.
+expect() {
+  code="$1"; pattern="$2"; shift 2; n=$((n+1))
+  "$@" > "$tmp/out" 2>&1; rc=$?
+  if [ "$rc" -ne "$code" ] || ! grep -qiE -- "$pattern" "$tmp/out"; then
+    echo "FAIL: $* -> exit $rc (want $code), output:"; sed 's/^/    /' "$tmp/out" | head -20
+    echo "    (wanted a line matching: $pattern)"; fails=$((fails+1))
+  else echo "ok: $*"; fi
+}
+
+expect 0 "usage: dfrcl" "$dfrcl" --help
+expect 2 "unknown command" "$dfrcl" frobnicate
+expect 0 "usage: dfrcl features" "$dfrcl" features --help
+expect 0 "usage: dfrcl devices" "$dfrcl" devices --help
+expect 0 "usage: dfrcl bench" "$dfrcl" bench --help
+expect 0 '\* \[[0-9]+\]' "$dfrcl" devices
+
+# No OpenCL platform at all: say how to get one.
+mkdir -p "$tmp/novendors"
+expect 1 "pocl-opencl-icd" env OCL_ICD_VENDORS="$tmp/novendors" "$dfrcl" devices
+expect 1 "no OpenCL platform" env OCL_ICD_VENDORS="$tmp/novendors" "$dfrcl" features --random-backbone 0 "$root/data/demo/woven_scratch.png" -o "$tmp/x.safetensors"
+
+img="$root/data/demo/woven_scratch.png"
+expect 2 "need exactly one IMAGE" "$dfrcl" features --random-backbone 0 "$img"
+expect 2 "--size expects an integer" "$dfrcl" features --random-backbone 0 --size abc "$img" -o "$tmp/x.safetensors"
+expect 1 "no backbone weights" env DFRCL_WEIGHTS= "$dfrcl" features "$img" -o "$tmp/x.safetensors"
+expect 1 "device index 99 out of range" "$dfrcl" features --device 99 --random-backbone 0 "$img" -o "$tmp/x.safetensors"
+expect 1 "no-such-image.png" "$dfrcl" features --random-backbone 0 "$tmp/no-such-image.png" -o "$tmp/x.safetensors"
+head -c 3000 "$img" > "$tmp/truncated.png"
+expect 1 "truncated.png" "$dfrcl" features --random-backbone 0 "$tmp/truncated.png" -o "$tmp/x.safetensors"
+printf 'not an image at all' > "$tmp/text.jpg"
+expect 1 "text.jpg" "$dfrcl" features --random-backbone 0 "$tmp/text.jpg" -o "$tmp/x.safetensors"
+head -c 5000 /dev/urandom > "$tmp/garbage.safetensors"
+expect 1 "garbage.safetensors" "$dfrcl" features --weights "$tmp/garbage.safetensors" "$img" -o "$tmp/x.safetensors"
+expect 1 "size 30 does not fit" "$dfrcl" features --random-backbone 0 --size 30 "$img" -o "$tmp/x.safetensors"
+expect 1 "no-such-dir" "$dfrcl" features --random-backbone 0 --size 32 --layers 4 "$img" -o "$tmp/no-such-dir/x.safetensors"
+n=$((n+1)); if ls "$tmp"/x.safetensors* >/dev/null 2>&1; then echo "FAIL: a failed run left an output file"; fails=$((fails+1)); fi
+
+# A real run on the shipped image, random backbone, small: the file holds [1408, 16, 16].
+expect 0 "wrote .*features \[1408, 16, 16\]" "$dfrcl" features --random-backbone 0 --size 64 --layers 8 "$img" -o "$tmp/f.safetensors"
+n=$((n+1))
+if ! python3 - "$tmp/f.safetensors" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+t = h['features']; assert t['dtype'] == 'F32' and t['shape'] == [1408, 16, 16], t
+assert t['data_offsets'][1] - t['data_offsets'][0] == 1408 * 256 * 4
+assert len(b) == 8 + n + 1408 * 256 * 4
+assert h['__metadata__']['layers'] == '8' and h['__metadata__']['size'] == '64'
+PY
+then echo "FAIL: features file content"; fails=$((fails+1)); else echo "ok: features file content"; fi
+
+expect 0 "all 3x3 convolutions: .* GFLOP/s" "$dfrcl" bench --size 32 --layers 4 --reps 1 --warmup 0
+
+if [ -f "$shared/weights/vgg19-imagenet-conv1_1-conv3_4.safetensors" ]; then
+  w="$shared/weights/vgg19-imagenet-conv1_1-conv3_4.safetensors"
+  expect 1 "has no relu4_1.*relu3_4" "$dfrcl" features --weights "$w" --layers 12 --size 32 "$img" -o "$tmp/x.safetensors"
+  expect 0 "features \[1408, 8, 8\]" "$dfrcl" features --weights "$w" --size 32 "$img" -o "$tmp/g.safetensors"
+else
+  echo "note: $shared absent, skipping the checks that need the shared weights"
+fi
+
+echo "test_cli: $((n - fails)) passed, $fails failed"
+[ "$fails" -eq 0 ]
