@@ -26,8 +26,16 @@ int dfr_error_prefix(int status, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof last_error)
-        snprintf(last_error + n, sizeof last_error - (size_t)n, ": %s", old);
+    /* Append ": <old>", truncating the old message if the buffer is full. */
+    size_t used = n < 0 ? 0 : (size_t)n;
+    if (used + 2 < sizeof last_error) {
+        memcpy(last_error + used, ": ", 2);
+        used += 2;
+        size_t room = sizeof last_error - used - 1, len = strlen(old);
+        if (len > room) len = room;
+        memcpy(last_error + used, old, len);
+        last_error[used + len] = 0;
+    }
     return status;
 }
 
