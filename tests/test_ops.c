@@ -161,6 +161,7 @@ static void test_regional(void **state)
     cl_mem dummy = NULL;
     assert_int_equal(dfr_op_regional(rt, dummy, 2, 4, 4, 10, dummy, 0, 2), DFRCL_ERR_INVALID_ARG);
     assert_int_equal(dfr_op_regional(rt, dummy, 2, 4, 4, 8, dummy, 1, 2), DFRCL_ERR_INVALID_ARG);
+    assert_int_equal(dfr_op_regional(rt, dummy, 2, 9, 4, 8, dummy, 0, 2), DFRCL_ERR_INVALID_ARG);
 }
 
 static void test_sqerr_mean(void **state)

@@ -61,7 +61,8 @@ static double now_ms(void)
 }
 
 /* FLOPs per image of a stage instance, for GFLOP/s. Convolution: 2 per multiply-add. Regional:
- * 16 bilinear samples of 3 lerps (6 flops) plus the sum, per output. */
+ * the kernel's 5x5 weighted window, 25 multiply-adds per output (the weights are per position
+ * and not counted). */
 static double stage_flops(const dfr_vgg19 *v, const char *stage, const char *tag, int size)
 {
     for (int i = 0; i < v->layers; i++) {
@@ -71,7 +72,7 @@ static double stage_flops(const dfr_vgg19 *v, const char *stage, const char *tag
         int cin = i ? dfr_vgg19_layer_channels(i - 1) : 3, cout = dfr_vgg19_layer_channels(i);
         if (!strcmp(stage, "conv")) return 2.0 * 9.0 * cin * cout * hw;
     }
-    if (!strcmp(stage, "regional")) return (16.0 * 7.0 + 1.0) * v->channels * (size / 4.0) * (size / 4.0);
+    if (!strcmp(stage, "regional")) return 50.0 * v->channels * (size / 4.0) * (size / 4.0);
     return 0;
 }
 

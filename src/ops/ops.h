@@ -29,7 +29,7 @@ int dfr_op_maxpool2(dfr_runtime *rt, cl_mem in, cl_mem out, int c, int h, int w)
 
 /* Regional aggregation, fused: bilinear resize (align_corners=True) of map [c, h, w] to
  * size x size, then 4x4 stride-4 average, written to channels [c_offset, c_offset + c) of
- * feat [c_total, size/4, size/4]. The size x size map is never stored. */
+ * feat [c_total, size/4, size/4]. The size x size map is never stored; h, w <= size. */
 int dfr_op_regional(dfr_runtime *rt, cl_mem map, int c, int h, int w, int size, cl_mem feat,
                     int c_offset, int c_total);
 
