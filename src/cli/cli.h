@@ -7,6 +7,8 @@
 int cmd_devices(int argc, char **argv);
 int cmd_features(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_infer(int argc, char **argv);
 
 /* Prints "dfrcl: error: <dfrcl_last_error()>" (or the given context) and returns exit code 1. */
 int cli_fail(const char *context);

@@ -13,6 +13,8 @@ static const struct {
 } commands[] = {
     {"devices", cmd_devices, "list OpenCL platforms and devices, marking the default"},
     {"features", cmd_features, "compute the DFR regional feature of one image"},
+    {"train", cmd_train, "learn normal images of a dataset folder into a model file"},
+    {"infer", cmd_infer, "score images with a model: score, verdict, maps and overlays"},
     {"bench", cmd_bench, "time the backbone and regional stages on a device"},
 };
 

@@ -1,0 +1,76 @@
+/* DFR end to end (DESIGN.md §1 steps 4-8): features of normal images, latent size by PCA, CAE
+ * training, scoring, the threshold, and the model file. */
+#ifndef DFRCL_MODEL_DFR_H
+#define DFRCL_MODEL_DFR_H
+
+#include <stdint.h>
+
+#include "model/cae.h"
+#include "model/vgg19.h"
+
+#define DFR_MODEL_FORMAT "dfrcl-dfr"
+#define DFR_MODEL_VERSION 1
+
+/* What the model file's __metadata__ holds besides the CAE tensors. */
+typedef struct dfr_model_info {
+    int layers, size, channels, latent;
+    double threshold;  /* pixel score above which a pixel is anomalous */
+    double fpr;        /* the expected pixel false-positive rate it was set for */
+    int epochs, batch, train_images;
+    double lr, final_loss;
+    uint32_t seed;
+    char backbone_sha256[65]; /* identity of the backbone tensors it was trained with */
+    char backbone_desc[256];  /* how to get that backbone again: a file name or "random seed N" */
+} dfr_model_info;
+
+typedef struct dfr_train_opts {
+    int epochs;        /* default 150 */
+    int batch;         /* default 4 */
+    float lr;          /* default 1e-4 */
+    int latent;        /* 0 = by PCA */
+    double pca_keep;   /* 0.9 */
+    int pca_images;    /* 10 */
+    double fpr;        /* 0.005 */
+    uint32_t seed;     /* 0 */
+    /* Called after each epoch (and with epoch 0 during feature extraction, `done` images of
+     * `total`); may be NULL. */
+    void (*progress)(void *user, const char *phase, int done, int total, double loss);
+    void *user;
+} dfr_train_opts;
+
+void dfr_train_defaults(dfr_train_opts *o);
+
+/* A trained (or loaded) model on a runtime: the backbone is borrowed, the CAE owned. */
+typedef struct dfr_model {
+    dfr_runtime *rt;
+    dfr_vgg19 *vgg;
+    dfr_cae *cae;
+    dfr_model_info info;
+    /* scoring buffers for up to `cap` images */
+    int cap;
+    cl_mem feat, recon, score_small, score_full;
+} dfr_model;
+
+/* Trains on the images (resized to `size`): features once (on the device when they fit, else
+ * kept on the host and streamed), latent size by PCA, CAE epochs, then the threshold from the
+ * training images' pixel scores. */
+int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *images, int n,
+              int size, const dfr_train_opts *o);
+
+/* Scores one image (already size x size, 8-bit, 1 or 3 channels): the S x S map into `map`
+ * (size*size floats, caller-owned); returns the image score (max of the map) in *score. */
+int dfr_model_score(dfr_model *m, const uint8_t *pixels, int channels, float *map, float *score);
+
+/* Loads an image file, resizes it to the model's size; the caller frees img. */
+int dfr_model_load_image(const dfr_model *m, const char *path, dfrcl_image *img);
+
+/* Model file: safetensors with the 28 CAE tensors (PyTorch state_dict names) and the metadata,
+ * written atomically. Loading checks the format, the version, the shapes, and that `vgg` is the
+ * backbone the model was trained with. */
+int dfr_model_save(dfr_model *m, const char *path);
+int dfr_model_load(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *path);
+/* Reads only the metadata (to know which backbone and layers to load first). */
+int dfr_model_peek(const char *path, dfr_model_info *info);
+void dfr_model_free(dfr_model **m);
+
+#endif
