@@ -243,7 +243,7 @@ static int check_operand(const char *name, cl_mem buf, size_t off, size_t rows, 
 static int check_desc(const dfr_gemm_desc *g)
 {
     if (g->m < 0 || g->n < 0 || g->k < 0 || g->batch < 1 || g->m > INT_MAX / 2 ||
-        g->n > INT_MAX / 2)
+        g->n > INT_MAX / 2 || g->k > INT_MAX / 2)
         return dfr_error(DFRCL_ERR_INVALID_ARG, "gemm: bad shape m=%d n=%d k=%d batch=%d", g->m,
                          g->n, g->k, g->batch);
     if (g->m == 0 || g->n == 0) return DFRCL_OK;
