@@ -59,6 +59,28 @@ then echo "FAIL: features file content"; fails=$((fails+1)); else echo "ok: feat
 
 expect 0 "all 3x3 convolutions: .* GFLOP/s" "$dfrcl" bench --size 32 --layers 4 --reps 1 --warmup 0
 
+# train and infer on a tiny dataset made from the shipped image (random backbone, small size).
+ds="$tmp/ds"; mkdir -p "$ds/train/good" "$tmp/empty/train/good" "$tmp/nogood"
+for i in 1 2 3 4 5; do cp "$img" "$ds/train/good/$i.png"; done
+cp "$tmp/truncated.png" "$tmp/empty/train/good/bad.png"
+tr="--random-backbone 0 --layers 4 --size 32"
+expect 1 "no train/good folder" "$dfrcl" train --data "$tmp/nogood" $tr -o "$tmp/m.safetensors"
+expect 1 "no such folder" "$dfrcl" train --data "$tmp/missing" $tr -o "$tmp/m.safetensors"
+expect 1 "bad.png" "$dfrcl" train --data "$tmp/empty" $tr -o "$tmp/m.safetensors"
+expect 1 "cannot write the model" "$dfrcl" train --data "$ds" $tr -o "$tmp/no-such-dir/m.safetensors"
+expect 1 "--latent 9999 is larger than" "$dfrcl" train --data "$ds" $tr --latent 9999 -o "$tmp/m.safetensors"
+expect 2 "--fpr expects" "$dfrcl" train --data "$ds" $tr --fpr 2 -o "$tmp/m.safetensors"
+n=$((n+1)); if ls "$tmp"/m.safetensors* >/dev/null 2>&1; then echo "FAIL: a failed training left a model file"; fails=$((fails+1)); fi
+expect 0 "wrote .*latent [0-9]+, size 32, 2 epochs" "$dfrcl" train --data "$ds" $tr --epochs 2 -o "$tmp/m.safetensors"
+expect 0 "1 image\(s\): 1 anomalous|1 image\(s\): 0 anomalous" "$dfrcl" infer --model "$tmp/m.safetensors" --random-backbone 0 "$img" --out "$tmp/inferout"
+n=$((n+1)); if [ -f "$tmp/inferout/demo/woven_scratch.npy" ] && [ -f "$tmp/inferout/demo/woven_scratch_overlay.png" ] && [ -f "$tmp/inferout/demo/woven_scratch_mask.png" ]; then echo "ok: infer outputs"; else echo "FAIL: infer outputs missing"; ls -R "$tmp/inferout"; fails=$((fails+1)); fi
+expect 0 '"anomalous_pixel_fraction"' "$dfrcl" infer --model "$tmp/m.safetensors" --random-backbone 0 "$img" --json
+expect 1 "trained with another backbone" "$dfrcl" infer --model "$tmp/m.safetensors" --random-backbone 1 "$img"
+head -c 20000 "$tmp/m.safetensors" > "$tmp/cut.safetensors"
+expect 1 "cut.safetensors" "$dfrcl" infer --model "$tmp/cut.safetensors" --random-backbone 0 "$img"
+expect 1 "not a dfrcl model" "$dfrcl" infer --model "$tmp/f.safetensors" --random-backbone 0 "$img"
+expect 1 "missing.png" "$dfrcl" infer --model "$tmp/m.safetensors" --random-backbone 0 "$tmp/missing.png"
+
 if [ -f "$shared/weights/vgg19-imagenet-conv1_1-conv3_4.safetensors" ]; then
   w="$shared/weights/vgg19-imagenet-conv1_1-conv3_4.safetensors"
   expect 1 "has no relu4_1.*relu3_4" "$dfrcl" features --weights "$w" --layers 12 --size 32 "$img" -o "$tmp/x.safetensors"

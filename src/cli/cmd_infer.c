@@ -135,28 +135,29 @@ int cmd_infer(int argc, char **argv)
         const char *path = argv[optind + i];
         dfrcl_image img = {0};
         float score = 0;
-        int r = dfr_model_load_image(m, path, &img);
-        if (!r) r = dfr_model_score(m, img.pixels, img.channels, map, &score);
         cJSON *item = cJSON_CreateObject();
         cJSON_AddStringToObject(item, "path", path);
-        if (!r) {
+        /* An unreadable image is reported and skipped; any other failure stops the run. */
+        int r = dfr_model_load_image(m, path, &img);
+        if (r == DFRCL_ERR_FORMAT || r == DFRCL_ERR_IO) {
+            fprintf(stderr, "dfrcl: error: %s\n", dfrcl_last_error());
+            cJSON_AddStringToObject(item, "error", dfrcl_last_error());
+            failed++;
+        } else {
+            rc = r;
+            if (!rc) rc = dfr_model_score(m, img.pixels, img.channels, map, &score);
             int bad = score > info.threshold;
-            anomalous += bad;
-            cJSON_AddNumberToObject(item, "score", score);
-            cJSON_AddBoolToObject(item, "anomalous", bad);
             size_t above = 0;
-            for (size_t k = 0; k < (size_t)info.size * info.size; k++) above += map[k] > info.threshold;
-            cJSON_AddNumberToObject(item, "anomalous_pixel_fraction", (double)above / ((double)info.size * info.size));
-            if (out_dir) r = write_outputs(out_dir, path, &img, map, info.size, info.threshold, item);
-            if (!json) printf("%-50s %12.6g  %s\n", path, score, bad ? "ANOMALOUS" : "normal");
-        }
-        if (r) {
-            /* An unreadable image is reported and skipped; device failures stop the run. */
-            if (r == DFRCL_ERR_FORMAT || r == DFRCL_ERR_IO) {
-                fprintf(stderr, "dfrcl: error: %s\n", dfrcl_last_error());
-                cJSON_AddStringToObject(item, "error", dfrcl_last_error());
-                failed++;
-            } else rc = r;
+            for (size_t k = 0; !rc && k < (size_t)info.size * info.size; k++) above += map[k] > info.threshold;
+            if (!rc && out_dir) rc = write_outputs(out_dir, path, &img, map, info.size, info.threshold, item);
+            if (!rc) {
+                anomalous += bad;
+                cJSON_AddNumberToObject(item, "score", score);
+                cJSON_AddBoolToObject(item, "anomalous", bad);
+                cJSON_AddNumberToObject(item, "anomalous_pixel_fraction",
+                                        (double)above / ((double)info.size * info.size));
+                if (!json) printf("%-50s %12.6g  %s\n", path, score, bad ? "ANOMALOUS" : "normal");
+            }
         }
         cJSON_AddItemToArray(arr, item);
         dfrcl_image_free(&img);
