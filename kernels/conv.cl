@@ -17,13 +17,16 @@
  * [cb*TCO, cb*TCO + TCO). The last tile of a row is shifted left to end at the row end (its
  * overlap with the previous tile is computed but not stored), so every tile takes the fast path
  * with reflection only at the two end values; rows narrower than TX take a slow, gathering path.
- * The global size may be rounded up: out-of-range work-items return.
+ * The global size may be rounded up to the work-group size: out-of-range work-items store nothing.
  *
- * Tunables: CONV_TCO (2, 4, 8 or 16), CONV_TX (1..32).
+ * Tunables: CONV_TCO (2, 4, 8 or 16), CONV_TX (1..32), CONV_CB (0 or the input channels per
+ * chunk: with chunks, the work-group passes a barrier after each chunk, which on PoCL makes it
+ * run the chunk for all its work-items in turn, so they share the chunk's weights in L1).
  */
 /* compile-variant: -DCONV_TCO=4 -DCONV_TX=4 */
-/* compile-variant: -DCONV_TCO=16 -DCONV_TX=6 */
-/* compile-variant: -DCONV_TCO=2 -DCONV_TX=1 */
+/* compile-variant: -DCONV_TCO=8 -DCONV_TX=12 -DCONV_CB=16 */
+/* compile-variant: -DCONV_TCO=16 -DCONV_TX=12 -DCONV_CB=16 */
+/* compile-variant: -DCONV_TCO=2 -DCONV_TX=1 -DCONV_CB=3 */
 
 #ifndef CONV_TCO
 #define CONV_TCO 8
@@ -67,20 +70,10 @@ inline int conv_refl(int x, int w)
                 if (j >= 2) acc[j - 2] = fma(v, w2, acc[j - 2]);                                \
             }                                                                                   \
         }                                                                                       \
-        IPADV;                                                                            \
-        WPADV;                                                                     \
+        ip += plane;                                                                            \
+        wp += 9 * CONV_TCO;                                                                     \
     }
 
-#ifdef E1
-#define WPADV
-#else
-#define WPADV wp += 9 * CONV_TCO
-#endif
-#ifdef E2
-#define IPADV
-#else
-#define IPADV ip += plane
-#endif
 #define CONV_ELEM_FAST(j) ((j) == 0 ? row[xl] : (j) == CONV_TX + 1 ? row[xr] : rp[(j) - 1])
 #define CONV_ELEM_SLOW(j) (row[conv_refl(x0 + (j) - 1, w)])
 

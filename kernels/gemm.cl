@@ -1,10 +1,10 @@
 /* Matrix products C = alpha * op(A) * op(B) + beta * C (src/ops/gemm.c is the host side).
  *
- * Every operand is addressed by element strides, so one kernel covers row/column major and the
- * transposes: op(A)(i, k) = A[a_off + item*a_sb + i*a_si + k*a_sk], C(i, j) = C[c_off +
- * item*c_sb + i*c_si + j*c_sj], and likewise op(B)(k, j). `item` is the batch index (global id 2).
- * nsum > 1 sums that many consecutive batch items into one C (item = 0, 1, ... nsum-1): the
- * weight gradient of a 1x1 convolution over a batch of images.
+ * Operands are addressed by element strides, so one kernel covers the transposes, offsets and
+ * leading dimensions: op(A)(i, k) = A[a_off + item*a_sb + i*a_si + k*a_sk], C(i, j) = C[c_off +
+ * item*c_sb + i*c_si + j*c_sj], likewise op(B)(k, j); `item` is the batch index (global id 2).
+ * nsum > 1 sums that many consecutive batch items into one C (the weight gradient of a 1x1
+ * convolution over a batch of images).
  * beta == 0 never reads C, so whatever C holds (NaN) does not leak into the result.
  *
  * Two kernels, picked per device by the host:
@@ -18,13 +18,14 @@
  *   over the tile so that local reads and global writes are consecutive across work-items. Any
  *   strides, no packing.
  */
-/* The tunables gemm.c gives GPUs, then CPUs with AVX2 (tests/test_kernels_compile.sh builds both): */
+/* The tunables gemm.c gives GPUs, then CPUs with AVX2 (tests/test_kernels_compile.sh builds
+ * both): */
 /* compile-variant: -DGEMM_TM=64 -DGEMM_TN=64 -DGEMM_TK=16 -DGEMM_WM=4 -DGEMM_WN=4 -DGEMM_RM=4 -DGEMM_VW=4 -DGEMM_NV=1 */
 /* compile-variant: -DGEMM_RM=6 -DGEMM_VW=8 -DGEMM_NV=2 -DGEMM_TM=32 -DGEMM_TN=32 -DGEMM_TK=8 -DGEMM_WM=4 -DGEMM_WN=4 */
 
 /* ---- gemm_reg tunables ---- */
 #ifndef GEMM_RM
-#define GEMM_RM 8 /* rows of C per work-item */
+#define GEMM_RM 6 /* rows of C per work-item */
 #endif
 #ifndef GEMM_VW
 #define GEMM_VW 8 /* float vector width along n: 2, 4, 8 or 16 */
@@ -171,7 +172,7 @@ gemm_lds(const int m, const int n, const int k, const int nsum, const float alph
         const int e = tid + l * GEMM_NWI;
         /* Remainders written out: clang turns a '/' and '%' pair into IR (freeze) that
          * llvm-spirv-14 cannot translate. */
-        const int qa = e / (a_kfast ? GEMM_TK : GEMM_TM), ra = e - qa * (a_kfast ? GEMM_TK : GEMM_TM);
+        const int da = a_kfast ? GEMM_TK : GEMM_TM, qa = e / da, ra = e - qa * da;
         la_i[l] = a_kfast ? qa : ra;
         la_k[l] = a_kfast ? ra : qa;
         la_ok[l] = i0 + la_i[l] < m;
@@ -182,7 +183,7 @@ gemm_lds(const int m, const int n, const int k, const int nsum, const float alph
     #pragma unroll
     for (int l = 0; l < GEMM_LB; l++) {
         const int e = tid + l * GEMM_NWI;
-        const int qb = e / (b_kfast ? GEMM_TK : GEMM_TN), rb = e - qb * (b_kfast ? GEMM_TK : GEMM_TN);
+        const int db = b_kfast ? GEMM_TK : GEMM_TN, qb = e / db, rb = e - qb * db;
         lb_j[l] = b_kfast ? qb : rb;
         lb_k[l] = b_kfast ? rb : qb;
         lb_ok[l] = j0 + lb_j[l] < n;

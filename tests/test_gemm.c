@@ -144,7 +144,8 @@ static void run_cases(const gemm_case *cases, size_t n, uint32_t seed)
 {
     size_t bad = 0;
     for (size_t bi = 0; bi < N_BACKENDS; bi++)
-        for (size_t i = 0; i < n; i++) bad += run_case(&cases[i], backends[bi], seed + (uint32_t)i * 7);
+        for (size_t i = 0; i < n; i++)
+            bad += run_case(&cases[i], backends[bi], seed + (uint32_t)i * 7);
     dfr_gemm_set_backend(rt, DFR_GEMM_AUTO);
     assert_int_equal(bad, 0);
 }
@@ -172,8 +173,8 @@ static void test_layouts(void **state)
 {
     (void)state;
     static const gemm_case cases[] = {
-        {.ta = 0, .tb = 0, .m = 37, .n = 53, .k = 29, .alpha = 1, .beta = 0, .a_off = 5, .b_off = 11,
-         .c_off = 3, .a_pad = 4, .b_pad = 9, .c_pad = 6, .batch = 1},
+        {.ta = 0, .tb = 0, .m = 37, .n = 53, .k = 29, .alpha = 1, .beta = 0, .a_off = 5,
+         .b_off = 11, .c_off = 3, .a_pad = 4, .b_pad = 9, .c_pad = 6, .batch = 1},
         {.ta = 1, .tb = 0, .m = 37, .n = 53, .k = 29, .alpha = -0.5f, .beta = 1, .a_off = 1,
          .b_off = 2, .c_off = 13, .a_pad = 1, .b_pad = 2, .c_pad = 3, .batch = 3},
         {.ta = 0, .tb = 1, .m = 20, .n = 45, .k = 66, .alpha = 2, .beta = 0.5f, .a_off = 7,

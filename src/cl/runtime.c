@@ -267,6 +267,8 @@ void dfr_runtime_close(dfr_runtime **prt)
     dfr_runtime *rt = *prt;
     if (!rt) return;
     if (rt->queue) clFinish(rt->queue);
+    for (int i = 0; i < 8; i++)
+        if (rt->release_hooks[i]) rt->release_hooks[i](rt);
     dfr_profile_clear(rt);
     free(rt->prof);
     dfr_program_cache_free(rt);
@@ -298,13 +300,25 @@ int dfr_buffer_new(dfr_runtime *rt, size_t bytes, cl_mem_flags flags, const char
     return DFRCL_OK;
 }
 
+int dfr_runtime_add_release_hook(dfr_runtime *rt, void (*fn)(dfr_runtime *rt))
+{
+    for (int i = 0; i < 8; i++) {
+        if (rt->release_hooks[i] == fn) return DFRCL_OK;
+        if (!rt->release_hooks[i]) {
+            rt->release_hooks[i] = fn;
+            return DFRCL_OK;
+        }
+    }
+    return dfr_error(DFRCL_ERR_INTERNAL, "too many runtime release hooks");
+}
+
 void dfr_buffer_release(cl_mem *m)
 {
     if (*m) clReleaseMemObject(*m);
     *m = NULL;
 }
 
-static int prof_add(dfr_runtime *rt, const char *label, cl_event ev)
+int dfr_prof_record(dfr_runtime *rt, const char *label, cl_event ev)
 {
     if (rt->n_prof == rt->cap_prof) {
         size_t cap = rt->cap_prof ? rt->cap_prof * 2 : 256;
@@ -340,7 +354,7 @@ int dfr_enqueue(dfr_runtime *rt, cl_kernel k, cl_uint dims, const size_t *global
         snprintf(msg, sizeof msg, "launching %s", label ? label : "kernel");
         return dfr_cl_error(err, msg);
     }
-    return ev ? prof_add(rt, label, ev) : DFRCL_OK;
+    return ev ? dfr_prof_record(rt, label, ev) : DFRCL_OK;
 }
 
 int dfr_write(dfr_runtime *rt, cl_mem dst, size_t offset, size_t bytes, const void *src,
@@ -350,7 +364,7 @@ int dfr_write(dfr_runtime *rt, cl_mem dst, size_t offset, size_t bytes, const vo
     cl_int err = clEnqueueWriteBuffer(rt->queue, dst, CL_TRUE, offset, bytes, src, 0, NULL,
                                       rt->profiling ? &ev : NULL);
     if (err != CL_SUCCESS) return dfr_cl_error(err, label ? label : "upload");
-    return ev ? prof_add(rt, label, ev) : DFRCL_OK;
+    return ev ? dfr_prof_record(rt, label, ev) : DFRCL_OK;
 }
 
 int dfr_read(dfr_runtime *rt, cl_mem src, size_t offset, size_t bytes, void *dst,
@@ -360,7 +374,7 @@ int dfr_read(dfr_runtime *rt, cl_mem src, size_t offset, size_t bytes, void *dst
     cl_int err = clEnqueueReadBuffer(rt->queue, src, CL_TRUE, offset, bytes, dst, 0, NULL,
                                      rt->profiling ? &ev : NULL);
     if (err != CL_SUCCESS) return dfr_cl_error(err, label ? label : "download");
-    return ev ? prof_add(rt, label, ev) : DFRCL_OK;
+    return ev ? dfr_prof_record(rt, label, ev) : DFRCL_OK;
 }
 
 int dfr_finish(dfr_runtime *rt)

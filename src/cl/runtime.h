@@ -34,7 +34,14 @@ typedef struct dfr_runtime {
     const char *prof_tag; /* attached to the events recorded while it is set */
     dfr_prof_event *prof;
     size_t n_prof, cap_prof;
+    /* Modules that keep per-runtime state (the GEMM's scratch buffers) release it here. */
+    void (*release_hooks[8])(struct dfr_runtime *rt);
 } dfr_runtime;
+
+/* Registers fn to run when rt is closed (once per fn; at most 8). */
+int dfr_runtime_add_release_hook(dfr_runtime *rt, void (*fn)(dfr_runtime *rt));
+/* Records a profiling event taken elsewhere (a library's launch) under `label`; takes ownership. */
+int dfr_prof_record(dfr_runtime *rt, const char *label, cl_event ev);
 
 /* Lists all devices of all platforms. *out (malloc'd, caller frees) may be NULL when *count is 0.
  * ids, if not NULL, receives a malloc'd array of the device ids and platforms in the same order. */

@@ -177,7 +177,8 @@ static int tune_get(dfr_runtime *rt, gemm_tune *t, char *opts, size_t n)
     if (rc) return rc;
     int nwi = t->wm > 0 && t->wn > 0 ? (t->tm / t->wm) * (t->tn / t->wn) : 0;
     if (t->rm < 1 || t->rm > 32 || (t->vw != 2 && t->vw != 4 && t->vw != 8 && t->vw != 16) ||
-        t->nv < 1 || t->nv > 8 || t->pk < 1 || t->wm < 1 || t->wn < 1 || t->tk < 1 || t->tm % t->wm ||
+        t->nv < 1 || t->nv > 8 || t->pk < 1 || t->wm < 1 || t->wn < 1 || t->tk < 1 ||
+        t->tm % t->wm ||
         t->tn % t->wn || nwi < 1 || (t->tm * t->tk) % nwi || (t->tn * t->tk) % nwi ||
         (size_t)nwi > rt->info.max_work_group_size ||
         (size_t)t->lx * (size_t)(t->ly ? t->ly : 1) > rt->info.max_work_group_size)
@@ -415,9 +416,8 @@ static int launch_reg(dfr_runtime *rt, const gemm_tune *t, const char *opts, con
 }
 
 /* gemm_reg: pack op(A) and op(B) into panels, then multiply. A sum over the batch is one product
- * of depth nsum*k. When the packed operands would exceed the budget (tunable pk), items go in groups and
- * the depth in chunks (accumulating into C with beta = 1 after the first chunk), which also
- * keeps the panels of very deep products (the PCA covariance) in cache. */
+ * of depth nsum*k. When the packed operands would exceed the budget (tunable pk, 128 MB), items
+ * go in groups, then the depth in chunks (accumulating into C with beta = 1 after the first). */
 static int own_reg(dfr_runtime *rt, const gemm_prob *p, const gemm_tune *t, const char *opts,
                    const char *label)
 {
@@ -538,28 +538,34 @@ static void clblast_tune_cpu(dfr_runtime *rt)
                    "defaults", rt->info.name, (int)s);
 }
 
-static int clblast_gemm(dfr_runtime *rt, const dfr_gemm_desc *g)
+static int clblast_gemm(dfr_runtime *rt, const dfr_gemm_desc *g, const char *label)
 {
+    cl_event ev = NULL, *evp = rt->profiling ? &ev : NULL;
+    int rc;
     if (rt->info.is_cpu && !getenv("DFRCL_CLBLAST_DEFAULTS")) clblast_tune_cpu(rt);
     CLBlastTranspose ta = g->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastTranspose tb = g->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;
     cl_command_queue q = rt->queue;
     size_t m = (size_t)g->m, n = (size_t)g->n, k = (size_t)g->k;
-    if (g->batch > 1 && g->c_stride != 0)
-        return clblast_status(
+    if (g->batch > 1 && g->c_stride != 0) {
+        rc = clblast_status(
             CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, ta, tb, m, n, k, g->alpha, g->a,
                                        g->a_offset, g->lda, g->a_stride, g->b, g->b_offset,
                                        g->ldb, g->b_stride, g->beta, g->c, g->c_offset, g->ldc,
-                                       g->c_stride, (size_t)g->batch, &q, NULL),
+                                       g->c_stride, (size_t)g->batch, &q, evp),
             "CLBlastSgemmStridedBatched");
+        return !rc && ev ? dfr_prof_record(rt, label, ev) : rc;
+    }
     /* One product, or a sum over the batch: accumulate with beta = 1 after the first. */
     for (int i = 0; i < g->batch; i++) {
-        int rc = clblast_status(
+        rc = clblast_status(
             CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, m, n, k, g->alpha, g->a,
                          g->a_offset + (size_t)i * g->a_stride, g->lda, g->b,
                          g->b_offset + (size_t)i * g->b_stride, g->ldb, i ? 1.0f : g->beta, g->c,
-                         g->c_offset, g->ldc, &q, NULL),
+                         g->c_offset, g->ldc, &q, evp),
             "CLBlastSgemm");
+        if (!rc && ev) rc = dfr_prof_record(rt, label, ev);
+        ev = NULL;
         if (rc) return rc;
     }
     return DFRCL_OK;
@@ -573,10 +579,13 @@ int dfr_gemm(dfr_runtime *rt, const dfr_gemm_desc *g, const char *label)
     int rc = check_desc(g);
     if (rc || g->m == 0 || g->n == 0) return rc;
     if (!label) label = "gemm";
+    /* The scratch buffers kept for rt are freed when it closes. */
+    rc = dfr_runtime_add_release_hook(rt, dfr_gemm_release);
+    if (rc) return rc;
     dfr_gemm_backend b = dfr_gemm_backend_in_use(rt);
     /* Products with nothing to multiply are a scaling of C: the own kernel does it. */
     if (b == DFR_GEMM_CLBLAST && (g->k == 0 || g->alpha == 0.0f)) b = own_for_device(rt);
-    if (b == DFR_GEMM_CLBLAST) rc = clblast_gemm(rt, g);
+    if (b == DFR_GEMM_CLBLAST) rc = clblast_gemm(rt, g, label);
     else rc = own_gemm(rt, g, b == DFR_GEMM_OWN_LDS, label);
     if (rc)
         return dfr_error_prefix(rc, "gemm %s (%s, %dx%dx%d, batch %d)", label,

@@ -15,7 +15,7 @@ typedef struct dfr_gemm_desc {
     int trans_a, trans_b; /* op(X) = X, or X^T when set */
     int m, n, k;          /* op(A) is m x k, op(B) is k x n, C is m x n; each >= 0 */
     float alpha, beta;    /* C = alpha*op(A)*op(B) + beta*C; beta == 0 means C is not read (NaN in
-                             C does not propagate); alpha == 0 or k == 0 means A and B are not read */
+                             C does not propagate); alpha == 0 or k == 0: A and B are not read */
     /* Offsets, leading dimensions and batch strides in elements. A is stored (trans_a ? k x m :
      * m x k) with rows lda apart; likewise B (k x n, or n x k transposed) and C (m x n). */
     cl_mem a;

@@ -14,6 +14,7 @@ int dfr_op_preprocess(dfr_runtime *rt, cl_mem src_u8, int width, int height, int
 /* 3x3 convolution weights on the device, in whatever layout the kernel wants. */
 typedef struct dfr_conv_weights {
     int cin, cout;
+    int tco; /* output-channel tile the layout was made for (checked at each launch) */
     cl_mem w, b;
 } dfr_conv_weights;
 /* Uploads torch-layout weights w [cout, cin, 3, 3] and bias [cout]. */
