@@ -10,6 +10,7 @@
 #include "cli/backbone_opts.h"
 #include "cli/cli.h"
 #include "util/error.h"
+#include "model/cae.h"
 #include "util/rand.h"
 
 #define MAX_ROWS 64
@@ -32,7 +33,10 @@ static void help(void)
            "      --warmup N            untimed runs first (default 2)\n"
            "      --torch SCRIPT        also run the PyTorch reference (dfr_torch_ref.py) with\n"
            "                            /usr/bin/python3 and print the ratio (12 layers only)\n"
-           "      --threads N           threads for the PyTorch reference (default 2)\n" CLI_BACKBONE_HELP
+           "      --threads N           threads for the PyTorch reference (default 2)\n"
+           "      --latent N            also time the CAE and scoring with this latent size\n"
+           "                            (default 197 for 12 layers as in the published bottle\n"
+           "                            model, 25 for 8 layers; 0 skips them)\n" CLI_BACKBONE_HELP
            "  -h, --help\n");
 }
 
@@ -63,7 +67,8 @@ static double now_ms(void)
 /* FLOPs per image of a stage instance, for GFLOP/s. Convolution: 2 per multiply-add. Regional:
  * the kernel's 5x5 weighted window, 25 multiply-adds per output (the weights are per position
  * and not counted). */
-static double stage_flops(const dfr_vgg19 *v, const char *stage, const char *tag, int size)
+static double stage_flops(const dfr_vgg19 *v, const dfr_cae *cae, const char *stage,
+                          const char *tag, int size)
 {
     for (int i = 0; i < v->layers; i++) {
         if (!tag || strcmp(tag, dfr_vgg19_layer_name(i)) != 0) continue;
@@ -72,23 +77,26 @@ static double stage_flops(const dfr_vgg19 *v, const char *stage, const char *tag
         int cin = i ? dfr_vgg19_layer_channels(i - 1) : 3, cout = dfr_vgg19_layer_channels(i);
         if (!strcmp(stage, "conv")) return 2.0 * 9.0 * cin * cout * hw;
     }
+    if (!strcmp(stage, "cae_gemm") && cae) return dfr_cae_gemm_flops(cae, 1, 0);
     if (!strcmp(stage, "regional")) return 50.0 * v->channels * (size / 4.0) * (size / 4.0);
     return 0;
 }
 
 /* Runs the PyTorch reference and parses "vgg N ms  regional N ms". */
-static int run_torch(const char *script, int size, int threads, double *vgg_ms, double *reg_ms)
+static int run_torch(const char *script, int size, int threads, int latent, double *vgg_ms,
+                     double *reg_ms, double *cae_ms)
 {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' --size %d --threads %d --reps 3 2>&1", script,
-             size, threads);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' --size %d --threads %d --latent %d --reps 3 2>&1",
+             script, size, threads, latent > 0 ? latent : 197);
     FILE *p = popen(cmd, "r");
     if (!p) return 0;
     char line[1024];
     int ok = 0;
     while (fgets(line, sizeof line, p)) {
         const char *s = strstr(line, "vgg ");
-        if (s && sscanf(s, "vgg %lf ms regional %lf ms", vgg_ms, reg_ms) == 2) ok = 1;
+        if (s && sscanf(s, "vgg %lf ms regional %lf ms cae+score %lf ms", vgg_ms, reg_ms, cae_ms) == 3)
+            ok = 1;
         if (!ok) fputs(line, stderr);
     }
     pclose(p);
@@ -102,12 +110,13 @@ int cmd_bench(int argc, char **argv)
                                          {"warmup", required_argument, 0, 1101},
                                          {"torch", required_argument, 0, 1102},
                                          {"threads", required_argument, 0, 1103},
+                                         {"latent", required_argument, 0, 1104},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     cli_backbone_opts bo;
     cli_backbone_defaults(&bo);
     bo.weights = NULL; /* timing needs no real weights unless asked */
-    int reps = 5, warmup = 2, threads = 2;
+    int reps = 5, warmup = 2, threads = 2, latent = -1;
     const char *torch = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "d:w:l:s:vqr:h", opts, NULL)) != -1) {
@@ -121,6 +130,8 @@ int cmd_bench(int argc, char **argv)
         } else if (c == 1102) torch = optarg;
         else if (c == 1103) {
             if (!cli_int("--threads", optarg, 1, 1024, &threads)) return 2;
+        } else if (c == 1104) {
+            if (!cli_int("--latent", optarg, 0, 1 << 20, &latent)) return 2;
         } else if (c == 'h') {
             help();
             return 0;
@@ -142,6 +153,16 @@ int cmd_bench(int argc, char **argv)
     double *wall = calloc((size_t)reps, sizeof *wall);
     if (!rc) rc = dfr_buffer_new(rt, (size_t)vgg->channels * q * q * sizeof(float),
                                  CL_MEM_READ_WRITE, "the regional feature", &feat);
+    dfr_cae *cae = NULL;
+    cl_mem recon = NULL, sc_small = NULL, sc_full = NULL;
+    if (!rc && latent < 0) latent = vgg->layers >= 12 ? 197 : 25;
+    if (latent > 0 && !rc) {
+        rc = dfr_cae_new(&cae, rt, vgg->channels, latent, 1, q * q, 0);
+        if (!rc) rc = dfr_buffer_new(rt, (size_t)vgg->channels * q * q * sizeof(float),
+                                     CL_MEM_READ_WRITE, "reconstruction", &recon);
+        if (!rc) rc = dfr_buffer_new(rt, (size_t)q * q * sizeof(float), CL_MEM_READ_WRITE, "scores", &sc_small);
+        if (!rc) rc = dfr_buffer_new(rt, (size_t)S * S * sizeof(float), CL_MEM_READ_WRITE, "scores", &sc_full);
+    }
     if (!rc && (!(img = malloc((size_t)S * S * 3)) || !wall))
         rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     if (!rc)
@@ -158,6 +179,9 @@ int cmd_bench(int argc, char **argv)
         dfr_profile_clear(rt);
         double t0 = now_ms();
         rc = dfr_vgg19_features(vgg, img, 3, S, feat, 0);
+        if (!rc && cae) rc = dfr_cae_infer(cae, feat, 0, 1, recon);
+        if (!rc && cae) rc = dfr_op_sqerr_mean(rt, feat, recon, 1, vgg->channels, q * q, sc_small);
+        if (!rc && cae) rc = dfr_op_upsample(rt, sc_small, 1, q, q, sc_full, S, S);
         if (!rc) rc = dfr_finish(rt);
         double t1 = now_ms();
         dfr_prof_sum sums[MAX_ROWS];
@@ -167,13 +191,14 @@ int cmd_bench(int argc, char **argv)
         int r = it - warmup;
         wall[r] = t1 - t0;
         for (int s = 0; s < ns; s++) {
+            if (!strncmp(sums[s].label, "cae", 3)) sums[s].tag = NULL; /* one row per CAE stage */
             int j = 0;
             while (j < nrows && !(rows[j].stage == sums[s].label && rows[j].tag == sums[s].tag)) j++;
             if (j == nrows) {
                 if (nrows == MAX_ROWS) continue;
                 rows[j].stage = sums[s].label;
                 rows[j].tag = sums[s].tag;
-                rows[j].flops = stage_flops(vgg, sums[s].label, sums[s].tag, S);
+                rows[j].flops = stage_flops(vgg, cae, sums[s].label, sums[s].tag, S);
                 rows[j].ms = calloc((size_t)reps, sizeof(double));
                 if (!rows[j].ms) {
                     rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
@@ -181,12 +206,13 @@ int cmd_bench(int argc, char **argv)
                 }
                 nrows++;
             }
-            rows[j].ms[r] = sums[s].ms;
+            rows[j].ms[r] += sums[s].ms;
         }
     }
 
     if (!rc) {
-        double total = 0, conv_ms = 0, conv_flops = 0, stage_ms[3] = {0}; /* backbone, regional, io */
+        double total = 0, conv_ms = 0, conv_flops = 0;
+        double stage_ms[4] = {0}; /* backbone, regional, upload, CAE + scoring */
         double med[MAX_ROWS];
         for (int j = 0; j < nrows; j++) {
             med[j] = median(rows[j].ms, reps);
@@ -204,31 +230,41 @@ int cmd_bench(int argc, char **argv)
                 conv_flops += rows[j].flops;
             }
             if (!strcmp(rows[j].stage, "regional")) stage_ms[1] += med[j];
+            else if (!strncmp(rows[j].stage, "cae", 3) || !strcmp(rows[j].stage, "score") ||
+                     !strcmp(rows[j].stage, "upsample"))
+                stage_ms[3] += med[j];
             else if (!strcmp(rows[j].stage, "upload")) stage_ms[2] += med[j];
             else stage_ms[0] += med[j];
         }
         printf("\nall 3x3 convolutions: %.1f ms, %.1f GFLOP, %.1f GFLOP/s\n", conv_ms,
                conv_flops * 1e-9, conv_ms > 0 ? conv_flops / (conv_ms * 1e6) : 0);
-        printf("backbone (preprocess+conv+pool) %.1f ms, regional %.1f ms, upload %.1f ms; sum of "
-               "stages %.1f ms, wall median %.1f ms per image\n",
-               stage_ms[0], stage_ms[1], stage_ms[2], total, median(wall, reps));
+        printf("backbone (preprocess+conv+pool) %.1f ms, regional %.1f ms, CAE+score %.1f ms "
+               "(latent %d), upload %.1f ms; sum of stages %.1f ms, wall median %.1f ms per image\n",
+               stage_ms[0], stage_ms[1], stage_ms[3], latent, stage_ms[2], total, median(wall, reps));
         if (torch) {
-            double tv = 0, tr = 0;
+            double tv = 0, tr = 0, tc = 0;
             if (vgg->layers != 12)
                 printf("(--torch skipped: the reference always runs 12 layers; use --layers 12)\n");
-            else if (run_torch(torch, S, threads, &tv, &tr))
-                printf("PyTorch reference (%d threads, same machine, same command): vgg %.1f ms, "
-                       "regional %.1f ms -> dfrcl is %.2fx (backbone) and %.2fx (regional) as "
-                       "fast\n",
-                       threads, tv, tr, stage_ms[0] > 0 ? tv / stage_ms[0] : 0,
-                       stage_ms[1] > 0 ? tr / stage_ms[1] : 0);
-            else printf("(--torch: the reference did not run or printed no timing)\n");
+            else if (run_torch(torch, S, threads, latent, &tv, &tr, &tc)) {
+                double ours = stage_ms[0] + stage_ms[1] + stage_ms[3];
+                printf("PyTorch reference, same machine, same command (%d threads, latent %d): vgg %.1f "
+                       "ms, regional %.1f ms, cae+score %.1f ms, total %.1f ms\n",
+                       threads, latent > 0 ? latent : 197, tv, tr, tc, tv + tr + tc);
+                printf("dfrcl speed-up over PyTorch: backbone %.2fx, regional %.2fx", tv / stage_ms[0],
+                       tr / stage_ms[1]);
+                if (latent > 0) printf(", CAE+score %.2fx, total %.2fx", tc / stage_ms[3], (tv + tr + tc) / ours);
+                printf("\n");
+            } else printf("(--torch: the reference did not run or printed no timing)\n");
         }
     }
     int ret = rc ? cli_fail(NULL) : 0;
     for (int j = 0; j < nrows; j++) free(rows[j].ms);
     free(wall);
     free(img);
+    dfr_cae_free(&cae);
+    dfr_buffer_release(&recon);
+    dfr_buffer_release(&sc_small);
+    dfr_buffer_release(&sc_full);
     dfr_buffer_release(&feat);
     dfr_vgg19_free(&vgg);
     dfr_runtime_close(&rt);
