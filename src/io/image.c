@@ -376,6 +376,8 @@ int dfr_png_encode(uint8_t **out, size_t *out_len, int width, int height, int ch
                            .bit_depth = 8,
                            .color_type = color_type[channels]};
     int e = spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
+    /* Fast compression: outputs (overlays, masks, demo data) are many and written often. */
+    if (!e) e = spng_set_option(ctx, SPNG_IMG_COMPRESSION_LEVEL, 1);
     if (!e) e = spng_set_ihdr(ctx, &ih);
     size_t n = (size_t)width * (size_t)height * (size_t)channels;
     if (!e) e = spng_encode_image(ctx, px, n, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE);
