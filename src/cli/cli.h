@@ -9,6 +9,15 @@ int cmd_features(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+
+#include "eval/evaluate.h"
+/* The metrics table on stdout; n/a for undefined values. */
+void cli_print_metrics(const dfr_metrics *mt);
+/* Evaluates a loaded model on a dataset (outputs, report, JSON); shared by eval, run and demo. */
+int cli_eval_model(dfr_model *m, const char *data, const char *test_dir, const char *masks_dir,
+                   const char *out_dir, const char *json_path, const char *title,
+                   const char *model_path, int quiet, dfr_metrics *mt);
 
 /* Prints "dfrcl: error: <dfrcl_last_error()>" (or the given context) and returns exit code 1. */
 int cli_fail(const char *context);

@@ -15,6 +15,7 @@ static const struct {
     {"features", cmd_features, "compute the DFR regional feature of one image"},
     {"train", cmd_train, "learn normal images of a dataset folder into a model file"},
     {"infer", cmd_infer, "score images with a model: score, verdict, maps and overlays"},
+    {"eval", cmd_eval, "evaluate a model on a test set: metrics, maps, HTML report"},
     {"bench", cmd_bench, "time the backbone and regional stages on a device"},
 };
 

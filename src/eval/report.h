@@ -10,9 +10,12 @@
  *   2. false negatives (defective images predicted normal), lowest score first,
  *   3. true positives (defective, predicted anomalous), highest score first,
  *   4. true negatives (normal, predicted normal), highest score first;
- * ties keep the caller's order; a NaN score sorts as the least anomalous. Each card shows the
- * input, overlay and ground-truth thumbnails side by side, the name, the defect folder, the
- * score against the threshold and the verdict (TP/TN/FP/FN, colour and text).
+ * ties keep the caller's order and NaN scores come last in their group. Each group has a
+ * heading (the FP and FN ones even when empty). Each card shows the input, overlay and
+ * ground-truth thumbnails side by side, the name, the defect folder, the score against the
+ * threshold and the verdict (TP/TN/FP/FN, colour and text).
+ * Thumbnails are embedded as PNG as given: at 128 px, about 25 KB each for photographs, so
+ * ~10 MB for a 150-image test set; pass small thumbnails.
  * Settings (JSON text) are shown verbatim in a <details> block. Every caller string is
  * HTML-escaped; C0 control characters become U+FFFD.
  *
