@@ -81,6 +81,20 @@ expect 1 "cut.safetensors" "$dfrcl" infer --model "$tmp/cut.safetensors" --rando
 expect 1 "not a dfrcl model" "$dfrcl" infer --model "$tmp/f.safetensors" --random-backbone 0 "$img"
 expect 1 "missing.png" "$dfrcl" infer --model "$tmp/m.safetensors" --random-backbone 0 "$tmp/missing.png"
 
+# demo and eval: the whole job on the generated dataset, small.
+expect 0 "report: .*report.html" "$dfrcl" demo --out "$tmp/demo" --epochs 2 --train 4 --size 64 --layers 4
+n=$((n+1)); if [ -f "$tmp/demo/eval/report.html" ] && [ -f "$tmp/demo/metrics.json" ] && [ -f "$tmp/demo/eval/maps/scratch/000.npy" ]; then echo "ok: demo outputs"; else echo "FAIL: demo outputs missing"; fails=$((fails+1)); fi
+n=$((n+1)); if grep -q "https\?://" "$tmp/demo/eval/report.html"; then echo "FAIL: report refers to the network"; fails=$((fails+1)); else echo "ok: report self-contained"; fi
+expect 1 "already exists" "$dfrcl" demo --out "$tmp/demo"
+dm="$tmp/demo/model.safetensors"
+expect 0 "pixel AUROC +[01]\.[0-9]{4}" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/demo/data" --json "$tmp/e.json"
+n=$((n+1)); if grep -q '"pixel_auroc"' "$tmp/e.json" && grep -q '"settings"' "$tmp/e.json"; then echo "ok: eval json"; else echo "FAIL: eval json"; fails=$((fails+1)); fi
+expect 1 "already exists" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/demo/data" --out "$tmp/demo/eval"
+expect 1 "no such folder" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/ds"
+mkdir -p "$tmp/nomask/test/scratch" "$tmp/nomask/test/good"
+cp "$tmp/demo/data/test/scratch/000.png" "$tmp/nomask/test/scratch/"; cp "$tmp/demo/data/test/good/000.png" "$tmp/nomask/test/good/"
+expect 0 "no ground-truth mask.*image AUROC only" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/nomask"
+
 if [ -f "$shared/weights/vgg19-imagenet-conv1_1-conv3_4.safetensors" ]; then
   w="$shared/weights/vgg19-imagenet-conv1_1-conv3_4.safetensors"
   expect 1 "has no relu4_1.*relu3_4" "$dfrcl" features --weights "$w" --layers 12 --size 32 "$img" -o "$tmp/x.safetensors"

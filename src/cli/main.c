@@ -11,6 +11,7 @@ static const struct {
     int (*run)(int, char **);
     const char *help;
 } commands[] = {
+    {"demo", cmd_demo, "run the whole job on a synthetic dataset it makes: train, evaluate, report"},
     {"devices", cmd_devices, "list OpenCL platforms and devices, marking the default"},
     {"features", cmd_features, "compute the DFR regional feature of one image"},
     {"train", cmd_train, "learn normal images of a dataset folder into a model file"},
