@@ -95,6 +95,14 @@ mkdir -p "$tmp/nomask/test/scratch" "$tmp/nomask/test/good"
 cp "$tmp/demo/data/test/scratch/000.png" "$tmp/nomask/test/scratch/"; cp "$tmp/demo/data/test/good/000.png" "$tmp/nomask/test/good/"
 expect 0 "no ground-truth mask.*image AUROC only" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/nomask"
 
+# run: a campaign over a root of categories, resumable.
+mkdir -p "$tmp/root"; ln -s "$tmp/demo/data" "$tmp/root/fabric"; ln -s "$ds" "$tmp/root/plain"
+expect 1 "has no categories" "$dfrcl" run --data "$tmp/nogood" --out "$tmp/camp" $tr
+expect 1 "category 'nope' not found|has no categories" "$dfrcl" run --data "$tmp/root" --categories nope --out "$tmp/camp" $tr
+expect 0 "fabric +[01]\.[0-9]{4}" "$dfrcl" run --data "$tmp/root" --categories fabric --out "$tmp/camp" $tr --epochs 1
+expect 0 "fabric .*\(done\)" "$dfrcl" run --data "$tmp/root" --categories fabric --out "$tmp/camp" $tr --epochs 1
+n=$((n+1)); if grep -q "^fabric," "$tmp/camp/summary.csv" && grep -q '"mean"' "$tmp/camp/summary.json"; then echo "ok: run summary files"; else echo "FAIL: run summary files"; fails=$((fails+1)); fi
+
 if [ -f "$shared/weights/vgg19-imagenet-conv1_1-conv3_4.safetensors" ]; then
   w="$shared/weights/vgg19-imagenet-conv1_1-conv3_4.safetensors"
   expect 1 "has no relu4_1.*relu3_4" "$dfrcl" features --weights "$w" --layers 12 --size 32 "$img" -o "$tmp/x.safetensors"

@@ -11,6 +11,7 @@ int cmd_train(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #include "eval/evaluate.h"
 /* The metrics table on stdout; n/a for undefined values. */

@@ -17,6 +17,7 @@ static const struct {
     {"train", cmd_train, "learn normal images of a dataset folder into a model file"},
     {"infer", cmd_infer, "score images with a model: score, verdict, maps and overlays"},
     {"eval", cmd_eval, "evaluate a model on a test set: metrics, maps, HTML report"},
+    {"run", cmd_run, "evaluation campaign: train and evaluate every category, summary table"},
     {"bench", cmd_bench, "time the backbone and regional stages on a device"},
 };
 

@@ -1,0 +1,353 @@
+/* dfrcl run: an evaluation campaign — train and evaluate every category of a dataset root,
+ * resumable, ending with a summary table, JSON and CSV. */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/backbone_opts.h"
+#include "cli/cli.h"
+#include "cli/progress.h"
+#include "io/dataset.h"
+#include "model/dfr.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+
+#define MAX_CATEGORIES 256
+
+typedef struct cat_result {
+    char name[256];
+    double pixel_auroc, image_auroc, aupro, f1;
+    double seconds;
+    int skipped, failed;
+} cat_result;
+
+static void help(void)
+{
+    printf("usage: dfrcl run --data ROOT --out DIR [--categories a,b] [options]\n\n"
+           "Trains and evaluates every category of a dataset root (folders holding train/good,\n"
+           "as in MVTec AD; ROOT itself if it holds train/good). Per category it writes\n"
+           "DIR/<category>/model.safetensors, metrics.json and eval/ (maps, overlays,\n"
+           "report.html). Resumable: a category with a model and metrics is skipped. Ends with\n"
+           "a summary table (per category and mean), DIR/summary.json and DIR/summary.csv.\n\n"
+           "options:\n"
+           "      --data ROOT           dataset root (required)\n"
+           "      --out DIR             campaign folder (required)\n"
+           "      --categories a,b      only these categories\n"
+           "  -e, --epochs N, -b, --batch N, --lr X, --latent auto|N, --fpr X, --seed N\n"
+           "                            training options, as for 'dfrcl train'\n" CLI_BACKBONE_HELP
+           "  -h, --help\n");
+}
+
+static int has_train(const char *dir)
+{
+    char p[8192];
+    struct stat st;
+    if ((size_t)snprintf(p, sizeof p, "%s/train/good", dir) >= sizeof p) return 0;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int in_list(const char *list, const char *name)
+{
+    if (!list) return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+static double json_num(cJSON *o, const char *k)
+{
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* Reads the metrics of a finished category (its metrics.json). */
+static int read_metrics(const char *path, cat_result *r)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    int rc = dfr_read_file(path, &buf, &len);
+    if (rc) return rc;
+    cJSON *root = cJSON_Parse((const char *)buf);
+    free(buf);
+    cJSON *m = root ? cJSON_GetObjectItemCaseSensitive(root, "metrics") : NULL;
+    if (!m) {
+        cJSON_Delete(root);
+        return dfr_error(DFRCL_ERR_FORMAT, "%s: not a dfrcl metrics file", path);
+    }
+    r->pixel_auroc = json_num(m, "pixel_auroc");
+    r->image_auroc = json_num(m, "image_auroc");
+    r->aupro = json_num(m, "aupro");
+    r->f1 = json_num(m, "f1");
+    cJSON_Delete(root);
+    return DFRCL_OK;
+}
+
+static void fmt(char *b, size_t n, double v)
+{
+    if (isfinite(v)) snprintf(b, n, "%.4f", v);
+    else snprintf(b, n, "n/a");
+}
+
+static int write_summary(const char *out, const cat_result *r, int n)
+{
+    double sum[4] = {0};
+    int cnt[4] = {0};
+    for (int i = 0; i < n; i++) {
+        double v[4] = {r[i].pixel_auroc, r[i].image_auroc, r[i].aupro, r[i].f1};
+        for (int k = 0; k < 4; k++)
+            if (!r[i].failed && isfinite(v[k])) sum[k] += v[k], cnt[k]++;
+    }
+    double mean[4];
+    for (int k = 0; k < 4; k++) mean[k] = cnt[k] ? sum[k] / cnt[k] : NAN;
+
+    printf("\n%-20s %12s %12s %10s %9s %9s\n", "category", "pixel AUROC", "image AUROC", "AUPRO",
+           "F1@thr", "time s");
+    for (int i = 0; i < n; i++) {
+        char a[16], b[16], c[16], d[16];
+        fmt(a, sizeof a, r[i].pixel_auroc);
+        fmt(b, sizeof b, r[i].image_auroc);
+        fmt(c, sizeof c, r[i].aupro);
+        fmt(d, sizeof d, r[i].f1);
+        char t[16] = "(done)";
+        if (!r[i].skipped) snprintf(t, sizeof t, "%.0f", r[i].seconds);
+        if (r[i].failed) printf("%-20s %12s\n", r[i].name, "FAILED");
+        else printf("%-20s %12s %12s %10s %9s %9s\n", r[i].name, a, b, c, d, t);
+    }
+    char a[16], b[16], c[16], d[16];
+    fmt(a, sizeof a, mean[0]);
+    fmt(b, sizeof b, mean[1]);
+    fmt(c, sizeof c, mean[2]);
+    fmt(d, sizeof d, mean[3]);
+    printf("%-20s %12s %12s %10s %9s\n", "mean", a, b, c, d);
+
+    /* CSV and JSON, atomically. */
+    size_t cap = 256 + (size_t)n * 160, used = 0;
+    char *csv = malloc(cap);
+    if (!csv) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    used += (size_t)snprintf(csv + used, cap - used, "category,pixel_auroc,image_auroc,aupro,f1_at_threshold,status\n");
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "categories");
+    for (int i = 0; i <= n; i++) {
+        const char *name = i < n ? r[i].name : "mean";
+        double v[4] = {i < n ? r[i].pixel_auroc : mean[0], i < n ? r[i].image_auroc : mean[1],
+                       i < n ? r[i].aupro : mean[2], i < n ? r[i].f1 : mean[3]};
+        const char *status = i == n ? "" : r[i].failed ? "failed" : "ok";
+        char f[4][16];
+        for (int k = 0; k < 4; k++) fmt(f[k], sizeof f[k], v[k]);
+        used += (size_t)snprintf(csv + used, cap - used, "%s,%s,%s,%s,%s,%s\n", name, f[0], f[1], f[2], f[3], status);
+        cJSON *o = i < n ? cJSON_CreateObject() : cJSON_AddObjectToObject(root, "mean");
+        if (i < n) {
+            cJSON_AddStringToObject(o, "category", name);
+            cJSON_AddStringToObject(o, "status", status);
+            cJSON_AddItemToArray(arr, o);
+        }
+        const char *keys[4] = {"pixel_auroc", "image_auroc", "aupro", "f1_at_threshold"};
+        for (int k = 0; k < 4; k++) {
+            if (isfinite(v[k])) cJSON_AddNumberToObject(o, keys[k], v[k]);
+            else cJSON_AddNullToObject(o, keys[k]);
+        }
+    }
+    cJSON_AddStringToObject(root, "note",
+                            "published DFR figures are not embedded: compare with the paper's "
+                            "table (Shi, Yang, Qi 2021) yourself");
+    char p[4200];
+    snprintf(p, sizeof p, "%s/summary.csv", out);
+    int rc = dfr_write_file_atomic(p, csv, used);
+    char *js = cJSON_Print(root);
+    snprintf(p, sizeof p, "%s/summary.json", out);
+    if (!rc) rc = js ? dfr_write_file_atomic(p, js, strlen(js)) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    if (!rc) printf("summary: %s/summary.json, %s/summary.csv\n", out, out);
+    free(js);
+    free(csv);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS,
+                                         {"data", required_argument, 0, 1601},
+                                         {"out", required_argument, 0, 1602},
+                                         {"categories", required_argument, 0, 1603},
+                                         {"epochs", required_argument, 0, 'e'},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"lr", required_argument, 0, 1604},
+                                         {"latent", required_argument, 0, 1605},
+                                         {"fpr", required_argument, 0, 1606},
+                                         {"seed", required_argument, 0, 1607},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    cli_backbone_opts bo;
+    cli_backbone_defaults(&bo);
+    dfr_train_opts to;
+    dfr_train_defaults(&to);
+    const char *root = NULL, *out = NULL, *cats = NULL;
+    int c, seed = 0;
+    while ((c = getopt_long(argc, argv, "d:w:l:s:vqe:b:h", opts, NULL)) != -1) {
+        int r = cli_backbone_option(&bo, c, optarg);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        char *end = NULL;
+        switch (c) {
+        case 1601: root = optarg; break;
+        case 1602: out = optarg; break;
+        case 1603: cats = optarg; break;
+        case 'e': if (!cli_int("--epochs", optarg, 1, 1000000, &to.epochs)) return 2; break;
+        case 'b': if (!cli_int("--batch", optarg, 1, 4096, &to.batch)) return 2; break;
+        case 1607: if (!cli_int("--seed", optarg, 0, 2000000000, &seed)) return 2; to.seed = (uint32_t)seed; break;
+        case 1604:
+            to.lr = strtof(optarg, &end);
+            if (!*optarg || *end || !(to.lr > 0)) { fprintf(stderr, "dfrcl: error: bad --lr '%s'\n", optarg); return 2; }
+            break;
+        case 1606:
+            to.fpr = strtod(optarg, &end);
+            if (!*optarg || *end || !(to.fpr > 0 && to.fpr < 1)) { fprintf(stderr, "dfrcl: error: --fpr expects a number in (0, 1)\n"); return 2; }
+            break;
+        case 1605:
+            if (!strcmp(optarg, "auto")) to.latent = 0;
+            else if (!cli_int("--latent", optarg, 1, 1 << 20, &to.latent)) return 2;
+            break;
+        case 'h': help(); return 0;
+        default: return 2;
+        }
+    }
+    if (!root || !out || optind != argc) {
+        fprintf(stderr, "dfrcl run: need --data ROOT and --out DIR (see --help)\n");
+        return 2;
+    }
+    /* The categories: ROOT itself, or its sub-folders holding train/good. */
+    char *names[MAX_CATEGORIES], *dirs[MAX_CATEGORIES];
+    int n = 0;
+    if (has_train(root)) {
+        const char *b = strrchr(root, '/');
+        names[0] = strdup(b && b[1] ? b + 1 : root);
+        dirs[0] = strdup(root);
+        n = 1;
+    } else {
+        DIR *d = opendir(root);
+        if (!d) {
+            fprintf(stderr, "dfrcl: error: %s: cannot open the dataset root\n", root);
+            return 1;
+        }
+        struct dirent *e;
+        char *found[MAX_CATEGORIES];
+        int nf = 0;
+        while ((e = readdir(d)) && nf < MAX_CATEGORIES) {
+            if (e->d_name[0] == '.') continue;
+            char p[4200];
+            snprintf(p, sizeof p, "%s/%s", root, e->d_name);
+            if (has_train(p)) found[nf++] = strdup(e->d_name);
+        }
+        closedir(d);
+        qsort(found, (size_t)nf, sizeof found[0], cmp_str);
+        for (int i = 0; i < nf; i++) {
+            if (in_list(cats, found[i])) {
+                names[n] = found[i];
+                char p[4200];
+                snprintf(p, sizeof p, "%s/%s", root, found[i]);
+                dirs[n++] = strdup(p);
+            } else free(found[i]);
+        }
+    }
+    if (n == 0) {
+        fprintf(stderr, "dfrcl: error: %s has no categories (folders holding train/good%s)\n", root,
+                cats ? " among --categories" : "");
+        return 1;
+    }
+    if (cats) /* every category asked for must exist */
+        for (const char *p = cats; *p;) {
+            const char *e = strchr(p, ',');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            int ok = 0;
+            for (int i = 0; i < n; i++) ok |= strlen(names[i]) == len && !strncmp(names[i], p, len);
+            if (!ok) {
+                fprintf(stderr, "dfrcl: error: category '%.*s' not found in %s\n", (int)len, p, root);
+                return 1;
+            }
+            if (!e) break;
+            p = e + 1;
+        }
+
+    cat_result *res = calloc((size_t)n, sizeof *res);
+    dfr_runtime *rt = NULL;
+    dfr_vgg19 *vgg = NULL;
+    int rc = res ? dfr_mkdir_p(out) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    if (!rc) rc = cli_backbone_open(&bo, 0, &rt, &vgg);
+    for (int i = 0; i < n && !rc; i++) {
+        cat_result *r = &res[i];
+        snprintf(r->name, sizeof r->name, "%s", names[i]);
+        char cdir[4400], model[4500], metrics[4500], evald[4500];
+        snprintf(cdir, sizeof cdir, "%s/%s", out, names[i]);
+        snprintf(model, sizeof model, "%s/model.safetensors", cdir);
+        snprintf(metrics, sizeof metrics, "%s/metrics.json", cdir);
+        snprintf(evald, sizeof evald, "%s/eval", cdir);
+        struct stat st;
+        if (stat(model, &st) == 0 && stat(metrics, &st) == 0 && read_metrics(metrics, r) == DFRCL_OK) {
+            r->skipped = 1;
+            printf("[%d/%d] %s: done before, skipped\n", i + 1, n, names[i]);
+            continue;
+        }
+        printf("[%d/%d] %s: training\n", i + 1, n, names[i]);
+        fflush(stdout);
+        double t0 = cli_now();
+        dfr_file_list files = {0};
+        dfr_model *m = NULL;
+        dfr_metrics mt;
+        int crc = dfr_mkdir_p(evald);
+        if (!crc) crc = dfr_list_train_images(dirs[i], &files);
+        if (!crc) {
+            cli_progress prog;
+            cli_progress_start(&prog, "train", to.epochs, "epochs", bo.verbosity == 0);
+            prog.images_per_unit = files.count;
+            crc = dfr_train(&m, rt, vgg, (const char *const *)files.paths, files.count, bo.size, &to);
+            cli_progress_end(&prog);
+        }
+        if (!crc) {
+            snprintf(m->info.backbone_desc, sizeof m->info.backbone_desc, "%s", bo.weights ? bo.weights : "random");
+            crc = dfr_model_save(m, model);
+        }
+        char title[512];
+        snprintf(title, sizeof title, "dfrcl run: %s", names[i]);
+        if (!crc) crc = cli_eval_model(m, dirs[i], NULL, NULL, evald, metrics, title, model,
+                                       bo.verbosity == 0, &mt);
+        if (!crc) {
+            r->pixel_auroc = mt.pixel_auroc;
+            r->image_auroc = mt.image_auroc;
+            r->aupro = mt.aupro;
+            r->f1 = mt.f1;
+            r->seconds = cli_now() - t0;
+            printf("[%d/%d] %s: pixel AUROC %.4f, image AUROC %.4f, AUPRO %.4f (%.0f s)\n", i + 1, n,
+                   names[i], mt.pixel_auroc, mt.image_auroc, mt.aupro, r->seconds);
+        } else if (crc == DFRCL_ERR_FORMAT || crc == DFRCL_ERR_IO) {
+            /* A broken category is reported and the campaign goes on. */
+            fprintf(stderr, "dfrcl: error: %s: %s\n", names[i], dfrcl_last_error());
+            r->failed = 1;
+        } else rc = crc;
+        dfr_model_free(&m);
+        dfr_file_list_free(&files);
+    }
+    int any_failed = 0;
+    for (int i = 0; i < n && res; i++) any_failed |= res[i].failed;
+    if (!rc) rc = write_summary(out, res, n);
+    int ret = rc ? cli_fail(NULL) : any_failed ? 1 : 0;
+    dfr_vgg19_free(&vgg);
+    dfr_runtime_close(&rt);
+    for (int i = 0; i < n; i++) {
+        free(names[i]);
+        free(dirs[i]);
+    }
+    free(res);
+    return ret;
+}
