@@ -126,9 +126,14 @@ static void test_cache(void **state)
     assert_int_equal(dfr_runtime_open(&rt, NULL, dir, 0), DFRCL_OK);
     check_maxpool_works(rt);
     dfr_runtime_close(&rt);
-    struct stat st2;
-    assert_int_equal(stat(bin, &st2), 0);
-    assert_int_equal(st2.st_size, st1.st_size);
+    /* Replaced by a real binary (PoCL's binaries vary in size with what they have compiled, so
+     * only "no longer the garbage" is checked). */
+    char head[32] = {0};
+    f = fopen(bin, "rb");
+    assert_non_null(f);
+    assert_true(fread(head, 1, sizeof head - 1, f) > 0);
+    fclose(f);
+    assert_null(strstr(head, "this is not"));
 
     /* An empty file, too. */
     f = fopen(bin, "wb");
