@@ -1,19 +1,35 @@
 /* Reconstruction error and score-map upsampling. */
 
-/* score[b, p] = mean over channels of (a - r)^2; a, r are [batch, c, npos]. One work-item per
- * position, so neighbouring work-items read neighbouring addresses. */
+/* score[b, p] = mean over channels of (a - r)^2; a, r are [batch, c, npos]. Each work-item
+ * makes SQ_VEC consecutive positions with vector loads (a scalar tail when npos is not a
+ * multiple), so every channel row is read contiguously. */
+#ifndef SQ_VEC
+#define SQ_VEC 8
+#endif
 __kernel void sqerr_mean(__global const float *a, __global const float *r, int c, int npos,
                          __global float *score)
 {
-    int p = get_global_id(0), b = get_global_id(1);
-    if (p >= npos) return;
-    size_t base = (size_t)b * c * npos + p;
-    float acc = 0.0f;
-    for (int k = 0; k < c; k++) {
-        float d = a[base + (size_t)k * npos] - r[base + (size_t)k * npos];
-        acc = fma(d, d, acc);
+    int p0 = get_global_id(0) * SQ_VEC, b = get_global_id(1);
+    if (p0 >= npos) return;
+    size_t base = (size_t)b * c * npos;
+    if (p0 + SQ_VEC <= npos) {
+        float8 acc = 0.0f;
+        for (int k = 0; k < c; k++) {
+            size_t o = base + (size_t)k * npos + p0;
+            float8 d = vload8(0, a + o) - vload8(0, r + o);
+            acc = fma(d, d, acc);
+        }
+        vstore8(acc / (float)c, 0, score + (size_t)b * npos + p0);
+        return;
     }
-    score[(size_t)b * npos + p] = acc / (float)c;
+    for (int p = p0; p < npos; p++) {
+        float acc = 0.0f;
+        for (int k = 0; k < c; k++) {
+            float d = a[base + (size_t)k * npos + p] - r[base + (size_t)k * npos + p];
+            acc = fma(d, d, acc);
+        }
+        score[(size_t)b * npos + p] = acc / (float)c;
+    }
 }
 
 /* Bilinear upsampling, align_corners=True, of planes [h, w] -> [H, W]. */

@@ -11,7 +11,7 @@ int dfr_op_sqerr_mean(dfr_runtime *rt, cl_mem a, cl_mem r, int batch, int c, int
     int rc = dfr_kernel_get(rt, "score.cl", "", "sqerr_mean", &k);
     if (!rc) rc = dfr_set_args(k, "sqerr_mean", DFR_ARG(a), DFR_ARG(r), DFR_ARG(c), DFR_ARG(npos),
                                DFR_ARG(score), DFR_ARGS_END);
-    size_t g[2] = {(size_t)npos, (size_t)batch};
+    size_t g[2] = {(size_t)(npos + 7) / 8, (size_t)batch}; /* SQ_VEC = 8 positions each */
     if (!rc) rc = dfr_enqueue(rt, k, 2, g, NULL, "score");
     return rc;
 }
