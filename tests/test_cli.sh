@@ -72,6 +72,8 @@ expect 1 "--latent 9999 is larger than" "$dfrcl" train --data "$ds" $tr --latent
 expect 2 "--fpr expects" "$dfrcl" train --data "$ds" $tr --fpr 2 -o "$tmp/m.safetensors"
 n=$((n+1)); if ls "$tmp"/m.safetensors* >/dev/null 2>&1; then echo "FAIL: a failed training left a model file"; fails=$((fails+1)); fi
 expect 0 "wrote .*latent [0-9]+, size 32, 2 epochs" "$dfrcl" train --data "$ds" $tr --epochs 2 -o "$tmp/m.safetensors"
+expect 0 "wrote .*size 32, 1 epochs" "$dfrcl" train --train "$ds/train/good" $tr --epochs 1 -o "$tmp/m2.safetensors"
+expect 1 "no images" "$dfrcl" train --train "$tmp/nogood" $tr -o "$tmp/m3.safetensors"
 expect 0 "1 image\(s\): 1 anomalous|1 image\(s\): 0 anomalous" "$dfrcl" infer --model "$tmp/m.safetensors" --random-backbone 0 "$img" --out "$tmp/inferout"
 n=$((n+1)); if [ -f "$tmp/inferout/demo/woven_scratch.npy" ] && [ -f "$tmp/inferout/demo/woven_scratch_overlay.png" ] && [ -f "$tmp/inferout/demo/woven_scratch_mask.png" ]; then echo "ok: infer outputs"; else echo "FAIL: infer outputs missing"; ls -R "$tmp/inferout"; fails=$((fails+1)); fi
 expect 0 '"anomalous_pixel_fraction"' "$dfrcl" infer --model "$tmp/m.safetensors" --random-backbone 0 "$img" --json

@@ -20,7 +20,8 @@ static void help(void)
            "variance of the first 10 images) unless --latent is given, trains the convolutional\n"
            "autoencoder (Adam, MSE), and sets the anomaly threshold at the pixel score that a\n"
            "fraction --fpr of the training pixels exceed. Writes one model file.\n\noptions:\n"
-           "      --data DIR            dataset folder holding train/good (required)\n"
+           "      --data DIR            dataset folder holding train/good (MVTec AD layout)\n"
+           "      --train DIR           or: a folder of normal images (custom layout)\n"
            "  -o, --output FILE         model file to write (required)\n"
            "  -e, --epochs N            training epochs (default 150)\n"
            "  -b, --batch N             images per batch (default 4)\n"
@@ -59,13 +60,14 @@ int cmd_train(int argc, char **argv)
                                          {"latent", required_argument, 0, 1203},
                                          {"fpr", required_argument, 0, 1204},
                                          {"seed", required_argument, 0, 1205},
+                                         {"train", required_argument, 0, 1206},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     cli_backbone_opts bo;
     cli_backbone_defaults(&bo);
     dfr_train_opts to;
     dfr_train_defaults(&to);
-    const char *data = NULL, *out_path = NULL;
+    const char *data = NULL, *out_path = NULL, *train_dir = NULL;
     int c, seed = 0;
     while ((c = getopt_long(argc, argv, "d:w:l:s:vqo:e:b:h", opts, NULL)) != -1) {
         int r = cli_backbone_option(&bo, c, optarg);
@@ -74,6 +76,7 @@ int cmd_train(int argc, char **argv)
         char *end = NULL;
         switch (c) {
         case 1201: data = optarg; break;
+        case 1206: train_dir = optarg; break;
         case 'o': out_path = optarg; break;
         case 'e': if (!cli_int("--epochs", optarg, 1, 1000000, &to.epochs)) return 2; break;
         case 'b': if (!cli_int("--batch", optarg, 1, 4096, &to.batch)) return 2; break;
@@ -100,8 +103,8 @@ int cmd_train(int argc, char **argv)
         default: return 2;
         }
     }
-    if (!data || !out_path || optind != argc) {
-        fprintf(stderr, "dfrcl train: need --data DIR and -o MODEL (see --help)\n");
+    if (!!data == !!train_dir || !out_path || optind != argc) {
+        fprintf(stderr, "dfrcl train: need --data DIR (or --train DIR) and -o MODEL (see --help)\n");
         return 2;
     }
     /* Fail now, not after hours of training, if the model cannot be written there. */
@@ -110,7 +113,13 @@ int cmd_train(int argc, char **argv)
     dfr_atomic_abort(&probe);
 
     dfr_file_list files = {0};
-    if (dfr_list_train_images(data, &files) != DFRCL_OK) return cli_fail(NULL);
+    if (data ? dfr_list_train_images(data, &files) : dfr_list_images(train_dir, &files))
+        return cli_fail(NULL);
+    if (files.count == 0) {
+        fprintf(stderr, "dfrcl: error: %s: no images (.png, .jpg, .jpeg) in it\n", train_dir);
+        return 1;
+    }
+    if (!data) data = train_dir;
     n_train_images = files.count;
     dfr_runtime *rt = NULL;
     dfr_vgg19 *vgg = NULL;
