@@ -30,6 +30,8 @@ expect 1 "no OpenCL platform" env OCL_ICD_VENDORS="$tmp/novendors" "$dfrcl" feat
 
 img="$root/data/demo/woven_scratch.png"
 expect 2 "need exactly one IMAGE" "$dfrcl" features --random-backbone 0 "$img"
+expect 0 "features \[384, 8, 8\]" "$dfrcl" features --random-backbone 0 --layers relu2_2 --size 32 "$img" -o "$tmp/l.safetensors"
+expect 2 "or a layer name" "$dfrcl" features --random-backbone 0 --layers relu9 "$img" -o "$tmp/x.safetensors"
 expect 2 "--size expects an integer" "$dfrcl" features --random-backbone 0 --size abc "$img" -o "$tmp/x.safetensors"
 expect 1 "no backbone weights" env DFRCL_WEIGHTS= "$dfrcl" features "$img" -o "$tmp/x.safetensors"
 expect 1 "device index 99 out of range" "$dfrcl" features --device 99 --random-backbone 0 "$img" -o "$tmp/x.safetensors"

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 #include "util/error.h"
@@ -23,7 +24,16 @@ int cli_backbone_option(cli_backbone_opts *o, int opt, const char *arg)
     case 'd': o->device = arg; return 1;
     case 'w': o->weights = arg; return 1;
     case 1001: return cli_int("--random-backbone", arg, 0, 1000000, &o->random_seed) ? 1 : -1;
-    case 'l': return cli_int("--layers", arg, 1, DFR_VGG19_LAYERS, &o->layers) ? 1 : -1;
+    case 'l':
+        /* a count, or the name of the last layer: --layers 8 == --layers relu3_4 */
+        for (int i = 0; i < DFR_VGG19_LAYERS; i++)
+            if (!strcmp(arg, dfr_vgg19_layer_name(i))) {
+                o->layers = i + 1;
+                return 1;
+            }
+        if (cli_int("--layers", arg, 1, DFR_VGG19_LAYERS, &o->layers)) return 1;
+        fprintf(stderr, "  (or a layer name: relu1_1, relu1_2, relu2_1, ..., relu5_4)\n");
+        return -1;
     case 's': return cli_int("--size", arg, 4, 8192, &o->size) ? 1 : -1;
     case 'v': o->verbosity = 2; return 1;
     case 'q': o->verbosity = 0; return 1;

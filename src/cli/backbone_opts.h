@@ -28,8 +28,9 @@ int cli_backbone_option(cli_backbone_opts *o, int opt, const char *arg);
     "                            (default: $DFRCL_WEIGHTS)\n"                                   \
     "      --random-backbone SEED  use a seeded random VGG19 instead (for trying dfrcl\n"       \
     "                            without weights; its results mean nothing)\n"                  \
-    "  -l, --layers N            ReLU layers from relu1_1 (default: all the file has, at\n"     \
-    "                            most 12 = relu4_4, as published)\n"                           \
+    "  -l, --layers N|NAME       ReLU layers from relu1_1, as a count or the last one's\n"    \
+    "                            name (relu3_4 = 8); default: all the file has, at most\n"    \
+    "                            12 = relu4_4, as published\n"                                 \
     "  -s, --size S              image side after resizing (default 256)\n"                     \
     "  -d, --device D            OpenCL device index or name substring (default:\n"            \
     "                            $DFRCL_DEVICE, else the first GPU, else the first device)\n"  \
