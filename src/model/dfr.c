@@ -237,9 +237,19 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
     if (!rc) rc = dfr_cae_new(&m->cae, rt, info->channels, info->latent, bmax, P, o->seed);
     if (!rc) rc = dfr_buffer_new(rt, fs.per * bmax * sizeof(float), CL_MEM_READ_WRITE,
                                  "a training batch", &batch);
-    if (rc == DFRCL_ERR_DEVICE_MEMORY)
-        rc = dfr_error_prefix(rc, "training C=%d, latent %d, batch %d", info->channels,
-                              info->latent, bmax);
+    if (rc == DFRCL_ERR_DEVICE_MEMORY) {
+        /* A rough need: activations and their gradients for the batch, plus the weights with
+         * their gradients and Adam's two moments. */
+        double C = info->channels, d = info->latent, h = (C + 2 * d) / 2;
+        double acts = 4.0 * bmax * P * (2 * C + 2 * h + 3 * d) * 2;
+        double weights = 4.0 * 4 * (2 * C * h + 4 * h * d + 4 * d * d);
+        rc = dfr_error_prefix(rc,
+                              "training C=%d, latent %d, batch %d needs about %.0f MiB on the "
+                              "device besides the features (%.0f MiB); try --batch %d or a "
+                              "smaller --size",
+                              info->channels, info->latent, bmax, (acts + weights) / 1048576.0,
+                              fs.per * (double)n * 4 / 1048576.0, bmax > 1 ? bmax / 2 : 1);
+    }
 
     int *perm = rc ? NULL : malloc((size_t)n * sizeof *perm);
     if (!rc && !perm) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
