@@ -1,6 +1,7 @@
 /* 3x3 convolution + bias + ReLU with reflection padding of 1, float32, planar [C, H, W].
  *
- * out[co, y, x] = ReLU(bias[co] + sum_{ci,ky,kx} W[co,ci,ky,kx] * in[ci, refl(y+ky-1), refl(x+kx-1)])
+ * out[co, y, x] = ReLU(bias[co] +
+ *                      sum_{ci,ky,kx} W[co,ci,ky,kx] * in[ci, refl(y+ky-1), refl(x+kx-1)])
  *
  * Each work-item computes a register tile of CONV_TX consecutive pixels of one output row x
  * CONV_TCO output channels, held as CONV_TX vectors floatCONV_TCO (one per pixel, the channels
@@ -13,8 +14,8 @@
  * [cout_pad] (cout_pad = cout rounded up to TCO, zero-filled), so the TCO weights of one tap
  * are one vector load.
  *
- * Work-item (tx, y, cb) stores pixels [tx*TX, tx*TX + TX) of row y for channels
- * [cb*TCO, cb*TCO + TCO). The last tile of a row is shifted left to end at the row end (its
+ * Work-item (tx, y, k) stores pixels [tx*TX, tx*TX + TX) of row y for channels
+ * [k*TCO, k*TCO + TCO). The last tile of a row is shifted left to end at the row end (its
  * overlap with the previous tile is computed but not stored), so every tile takes the fast path
  * with reflection only at the two end values; rows narrower than TX take a slow, gathering path.
  * The global size may be rounded up to the work-group size: out-of-range work-items store nothing.
@@ -36,6 +37,12 @@
 #endif
 #ifndef CONV_CB
 #define CONV_CB 0
+#endif
+#if CONV_TCO != 2 && CONV_TCO != 4 && CONV_TCO != 8 && CONV_TCO != 16
+#error "CONV_TCO must be 2, 4, 8 or 16"
+#endif
+#if CONV_TX < 1 || CONV_TX > 32
+#error "CONV_TX must be 1..32"
 #endif
 
 #define CONV_CAT_(a, b) a##b
@@ -75,7 +82,7 @@ inline int conv_refl(int x, int w)
     }
 
 #define CONV_ELEM_FAST(j) ((j) == 0 ? row[xl] : (j) == CONV_TX + 1 ? row[xr] : rp[(j) - 1])
-#define CONV_ELEM_SLOW(j) (row[conv_refl(x0 + (j) - 1, w)])
+#define CONV_ELEM_SLOW(j) (rp[conv_refl(x0 + (j) - 1, w) - x0])
 
 __kernel void conv3x3_relu(__global const float *in, __global const float *wt,
                            __global const float *bias, __global float *out, int cin, int cout,
@@ -85,13 +92,14 @@ __kernel void conv3x3_relu(__global const float *in, __global const float *wt,
     int y = (int)get_global_id(1);
     int co0 = (int)get_global_id(2) * CONV_TCO;
 #if CONV_CB > 0
-    /* Work-items past the end compute on valid coordinates and store nothing: all must reach
-     * the barriers. */
+    /* Work-items past the end must still reach the barriers: they skip the work, and their
+     * coordinates are clamped so that no address goes out of range. */
     int active = xs < w && y < h && co0 < cout;
     y = min(y, h - 1);
     co0 = min(co0, (cout - 1) / CONV_TCO * CONV_TCO);
 #else
     if (xs >= w || y >= h || co0 >= cout) return;
+    const int active = 1;
 #endif
 
     /* Row offsets of the three input rows, reflected (h >= 2). */
@@ -119,9 +127,9 @@ __kernel void conv3x3_relu(__global const float *in, __global const float *wt,
     {
         int c0 = 0, c1 = cin;
 #endif
-        if (fast) {
+        if (active && fast) {
             CONV_SUM(CONV_ELEM_FAST)
-        } else {
+        } else if (active) {
             CONV_SUM(CONV_ELEM_SLOW)
         }
 #if CONV_CB > 0
@@ -138,11 +146,7 @@ __kernel void conv3x3_relu(__global const float *in, __global const float *wt,
         CONV_VEC v = acc[j] + b;
         CONV_VSTORE(v, 0, t);
         int x = x0 + j;
-#if CONV_CB > 0
         if (active && x >= xs && x < w) {
-#else
-        if (x >= xs && x < w) {
-#endif
 #pragma unroll
             for (int k = 0; k < CONV_TCO; k++)
                 if (co0 + k < cout) op[(size_t)k * plane + x] = t[k] < 0.0f ? 0.0f : t[k];

@@ -103,7 +103,8 @@ int main(int argc, char **argv)
         if (dfr_conv_upload(rt, wh, bh, cin, cout, &cw)) return fail("weights");
         /* warm-up (includes the kernel build on first use) */
         double t0 = now_ms();
-        if (dfr_op_conv3x3_relu(rt, &cw, a, b, hw, hw) || dfr_finish(rt)) return fail(layers[l].name);
+        if (dfr_op_conv3x3_relu(rt, &cw, a, b, hw, hw) || dfr_finish(rt))
+            return fail(layers[l].name);
         double warm = now_ms() - t0;
         dfr_profile_clear(rt);
         double c0 = cpu_ms();

@@ -134,7 +134,7 @@ static void test_default_config(void **state)
 static void test_gpu_config(void **state)
 {
     (void)state;
-    check_all_shapes("4,4,0,16,4,1");
+    check_all_shapes("4,4,0,8,8,1");
 }
 
 /* Chunks of input channels smaller than cin and not dividing it (5 = 2 + 2 + 1, 64 = 6 * 11
@@ -172,6 +172,9 @@ static void test_bad_args(void **state)
     assert_int_equal(setenv("DFRCL_CONV_TUNE", "8,12", 1), 0);
     assert_int_equal(dfr_op_conv3x3_relu(rt, &cw, in, out, 8, 8), DFRCL_ERR_INVALID_ARG);
     assert_int_equal(setenv("DFRCL_CONV_TUNE", "3,12,0", 1), 0);
+    assert_int_equal(dfr_op_conv3x3_relu(rt, &cw, in, out, 8, 8), DFRCL_ERR_INVALID_ARG);
+    /* weights laid out for one channel tile, launched with another */
+    assert_int_equal(setenv("DFRCL_CONV_TUNE", cw.tco == 4 ? "8,4,0" : "4,4,0", 1), 0);
     assert_int_equal(dfr_op_conv3x3_relu(rt, &cw, in, out, 8, 8), DFRCL_ERR_INVALID_ARG);
     assert_int_equal(unsetenv("DFRCL_CONV_TUNE"), 0);
     dfr_conv_release(&cw);

@@ -29,11 +29,17 @@ static const conv_config conv_gpu = {4, 4, 0, {8, 8, 1}};
 static conv_config conv_default(const dfr_runtime *rt)
 {
     if (!rt->info.is_cpu || rt->info.is_gpu) return conv_gpu;
-    return strstr(rt->info.name, "avx512") ? conv_cpu_avx512 : conv_cpu;
+    /* PoCL reports the SIMD width: 8 floats with AVX2, 16 with AVX-512. */
+    cl_uint vw = 0;
+    if (clGetDeviceInfo(rt->device, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, sizeof vw, &vw, NULL) !=
+        CL_SUCCESS)
+        vw = 0;
+    return vw >= 16 ? conv_cpu_avx512 : conv_cpu;
 }
 
 /* DFRCL_CONV_TUNE="tco,tx,cb[,lx,ly,lz]" overrides the table (for tuning with tests/bench_conv).
- * It is read at upload and at each launch, so it must not change in between. */
+ * It is read at upload and at each launch; a launch whose channel tile differs from the one the
+ * weights were laid out for is refused. */
 static int conv_get_config(const dfr_runtime *rt, conv_config *cfg)
 {
     *cfg = conv_default(rt);
@@ -62,6 +68,7 @@ static int conv_get_config(const dfr_runtime *rt, conv_config *cfg)
 int dfr_conv_upload(dfr_runtime *rt, const float *w, const float *b, int cin, int cout,
                     dfr_conv_weights *out)
 {
+    if (!out) return dfr_error(DFRCL_ERR_INVALID_ARG, "conv upload: no output struct");
     memset(out, 0, sizeof *out);
     if (!w || !b || cin < 1 || cout < 1 || cin > (1 << 16) || cout > (1 << 16))
         return dfr_error(DFRCL_ERR_INVALID_ARG,
@@ -74,7 +81,8 @@ int dfr_conv_upload(dfr_runtime *rt, const float *w, const float *b, int cin, in
     int tco = cfg.tco, nblk = (cout + tco - 1) / tco;
     size_t n = (size_t)nblk * tco * cin * 9;
     float *lay = calloc(n, sizeof *lay);
-    if (!lay) return dfr_error(DFRCL_ERR_HOST_MEMORY, "conv upload: out of memory (%zu weights)", n);
+    if (!lay)
+        return dfr_error(DFRCL_ERR_HOST_MEMORY, "conv upload: out of memory (%zu weights)", n);
     for (int co = 0; co < cout; co++)
         for (int ci = 0; ci < cin; ci++)
             for (int t = 0; t < 9; t++)
@@ -118,7 +126,8 @@ int dfr_op_conv3x3_relu(dfr_runtime *rt, const dfr_conv_weights *cw, cl_mem in, 
     if (!cw || !cw->w || !cw->b || !in || !out)
         return dfr_error(DFRCL_ERR_INVALID_ARG, "conv3x3: weights or buffers missing");
     if (in == out)
-        return dfr_error(DFRCL_ERR_INVALID_ARG, "conv3x3: input and output must be different buffers");
+        return dfr_error(DFRCL_ERR_INVALID_ARG,
+                         "conv3x3: input and output must be different buffers");
     /* Reflection padding of 1 needs two pixels; the index arithmetic is int. */
     if (h < 2 || w < 2 || (size_t)h * w > (1u << 30) / 4)
         return dfr_error(DFRCL_ERR_INVALID_ARG,
@@ -127,7 +136,8 @@ int dfr_op_conv3x3_relu(dfr_runtime *rt, const dfr_conv_weights *cw, cl_mem in, 
     int cin = cw->cin, cout = cw->cout;
     size_t plane = (size_t)h * w, in_size = 0, out_size = 0;
     cl_int err = clGetMemObjectInfo(in, CL_MEM_SIZE, sizeof in_size, &in_size, NULL);
-    if (err == CL_SUCCESS) err = clGetMemObjectInfo(out, CL_MEM_SIZE, sizeof out_size, &out_size, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetMemObjectInfo(out, CL_MEM_SIZE, sizeof out_size, &out_size, NULL);
     if (err != CL_SUCCESS) return dfr_cl_error(err, "conv3x3: querying the buffer sizes");
     if (in_size / sizeof(float) / cin < plane || out_size / sizeof(float) / cout < plane)
         return dfr_error(DFRCL_ERR_INVALID_ARG,
