@@ -10,6 +10,7 @@
 #include "cli/backbone_opts.h"
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "cli/train_opts.h"
 #include "io/dataset.h"
 #include "io/demo_data.h"
 #include "model/dfr.h"
@@ -31,21 +32,6 @@ static void help(void)
            "      --train N             training images to generate (default 16)\n"
            CLI_BACKBONE_HELP "                            (demo default: --size 128, 8 layers)\n"
            "  -h, --help\n");
-}
-
-static int n_train_images;
-
-static void on_train_progress(void *user, const char *phase, int done, int total, double loss)
-{
-    cli_progress *p = user;
-    if (!p->phase || strcmp(p->phase, phase) != 0) {
-        if (p->phase) cli_progress_end(p);
-        cli_progress_start(p, phase, total, strcmp(phase, "train") ? "img" : "epochs", p->quiet);
-        p->images_per_unit = strcmp(phase, "train") ? 1 : n_train_images;
-    }
-    char extra[64] = "";
-    if (!strcmp(phase, "train")) snprintf(extra, sizeof extra, "loss %.5g", loss);
-    cli_progress_update(p, done, p->images_per_unit, extra[0] ? extra : NULL);
 }
 
 int cmd_demo(int argc, char **argv)
@@ -118,13 +104,13 @@ int cmd_demo(int argc, char **argv)
         dfr_train_opts to;
         dfr_train_defaults(&to);
         to.epochs = epochs;
-        cli_progress prog = {0};
-        prog.quiet = bo.verbosity == 0;
-        to.progress = on_train_progress;
+        cli_train_progress prog = {0};
+        prog.bar.quiet = bo.verbosity == 0;
+        prog.train_images = files.count;
+        to.progress = cli_train_on_progress;
         to.user = &prog;
-        n_train_images = files.count;
         rc = dfr_train(&m, rt, vgg, (const char *const *)files.paths, files.count, bo.size, &to);
-        if (prog.phase) cli_progress_end(&prog);
+        if (prog.bar.phase) cli_progress_end(&prog.bar);
     }
     if (!rc) {
         if (bo.weights) snprintf(m->info.backbone_desc, sizeof m->info.backbone_desc, "file %s", bo.weights);

@@ -12,6 +12,7 @@
 #include "cli/backbone_opts.h"
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "cli/train_opts.h"
 #include "io/dataset.h"
 #include "model/dfr.h"
 #include "util/error.h"
@@ -38,8 +39,7 @@ static void help(void)
            "      --data ROOT           dataset root (required)\n"
            "      --out DIR             campaign folder (required)\n"
            "      --categories a,b      only these categories\n"
-           "  -e, --epochs N, -b, --batch N, --lr X, --latent auto|N, --fpr X, --seed N\n"
-           "                            training options, as for 'dfrcl train'\n" CLI_BACKBONE_HELP
+           CLI_TRAIN_HELP CLI_BACKBONE_HELP
            "  -h, --help\n");
 }
 
@@ -181,12 +181,7 @@ int cmd_run(int argc, char **argv)
                                          {"data", required_argument, 0, 1601},
                                          {"out", required_argument, 0, 1602},
                                          {"categories", required_argument, 0, 1603},
-                                         {"epochs", required_argument, 0, 'e'},
-                                         {"batch", required_argument, 0, 'b'},
-                                         {"lr", required_argument, 0, 1604},
-                                         {"latent", required_argument, 0, 1605},
-                                         {"fpr", required_argument, 0, 1606},
-                                         {"seed", required_argument, 0, 1607},
+                                         CLI_TRAIN_LONGOPTS,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     cli_backbone_opts bo;
@@ -194,31 +189,16 @@ int cmd_run(int argc, char **argv)
     dfr_train_opts to;
     dfr_train_defaults(&to);
     const char *root = NULL, *out = NULL, *cats = NULL;
-    int c, seed = 0;
-    while ((c = getopt_long(argc, argv, "d:w:l:s:vqe:b:h", opts, NULL)) != -1) {
+    int c;
+    while ((c = getopt_long(argc, argv, "d:w:l:s:vqh" CLI_TRAIN_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_backbone_option(&bo, c, optarg);
+        if (!r) r = cli_train_option(&to, c, optarg);
         if (r < 0) return 2;
         if (r > 0) continue;
-        char *end = NULL;
         switch (c) {
         case 1601: root = optarg; break;
         case 1602: out = optarg; break;
         case 1603: cats = optarg; break;
-        case 'e': if (!cli_int("--epochs", optarg, 1, 1000000, &to.epochs)) return 2; break;
-        case 'b': if (!cli_int("--batch", optarg, 1, 4096, &to.batch)) return 2; break;
-        case 1607: if (!cli_int("--seed", optarg, 0, 2000000000, &seed)) return 2; to.seed = (uint32_t)seed; break;
-        case 1604:
-            to.lr = strtof(optarg, &end);
-            if (!*optarg || *end || !(to.lr > 0)) { fprintf(stderr, "dfrcl: error: bad --lr '%s'\n", optarg); return 2; }
-            break;
-        case 1606:
-            to.fpr = strtod(optarg, &end);
-            if (!*optarg || *end || !(to.fpr > 0 && to.fpr < 1)) { fprintf(stderr, "dfrcl: error: --fpr expects a number in (0, 1)\n"); return 2; }
-            break;
-        case 1605:
-            if (!strcmp(optarg, "auto")) to.latent = 0;
-            else if (!cli_int("--latent", optarg, 1, 1 << 20, &to.latent)) return 2;
-            break;
         case 'h': help(); return 0;
         default: return 2;
         }
@@ -308,11 +288,13 @@ int cmd_run(int argc, char **argv)
         int crc = dfr_mkdir_p(evald);
         if (!crc) crc = dfr_list_train_images(dirs[i], &files);
         if (!crc) {
-            cli_progress prog;
-            cli_progress_start(&prog, "train", to.epochs, "epochs", bo.verbosity == 0);
-            prog.images_per_unit = files.count;
+            cli_train_progress prog = {0};
+            prog.bar.quiet = bo.verbosity == 0;
+            prog.train_images = files.count;
+            to.progress = cli_train_on_progress;
+            to.user = &prog;
             crc = dfr_train(&m, rt, vgg, (const char *const *)files.paths, files.count, bo.size, &to);
-            cli_progress_end(&prog);
+            if (prog.bar.phase) cli_progress_end(&prog.bar);
         }
         if (!crc) {
             snprintf(m->info.backbone_desc, sizeof m->info.backbone_desc, "%s", bo.weights ? bo.weights : "random");
