@@ -118,21 +118,36 @@ static void test_maxpool(void **state)
     }
 }
 
-/* Regional: the reference materialises the size x size map, as PyTorch does, then averages. */
-static void test_regional(void **state)
-{
-    (void)state;
+/* Regional: the reference materialises the size x size map, as PyTorch does, then averages.
+ * Cases: odd sizes, h or w = 1, maps as large as size (plain 4x4 pooling) or just below, a size
+ * whose size/4 is not a multiple of the kernel's vector width, channel counts that do not fill
+ * the per-work-item channel group, offsets into a larger feature. Channels outside
+ * [c_offset, c_offset + c) must stay untouched. */
+static const int regional_cases[][6] = {
     /* {c, h, w, size, c_offset, c_total} */
-    static const int cases[][6] = {{1, 1, 1, 4, 0, 1},     {1, 2, 2, 8, 0, 1},
-                                   {3, 5, 7, 12, 2, 6},    {5, 16, 16, 16, 0, 5},
-                                   {2, 17, 9, 32, 1, 4},   {4, 32, 32, 64, 4, 9}};
-    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
-        int c = cases[s][0], h = cases[s][1], w = cases[s][2], S = cases[s][3];
-        int off = cases[s][4], tot = cases[s][5], q = S / 4;
+    {1, 1, 1, 4, 0, 1},       {1, 2, 2, 8, 0, 1},        {3, 5, 7, 12, 2, 6},
+    {5, 16, 16, 16, 0, 5},    {2, 17, 9, 32, 1, 4},      {4, 32, 32, 64, 4, 9},
+    {2, 4, 4, 4, 0, 2},       {3, 1, 40, 40, 0, 3},      {2, 40, 1, 40, 1, 3},
+    {9, 100, 3, 300, 1, 10},  {1, 7, 130, 132, 0, 1},    {2, 255, 250, 256, 0, 2},
+    {3, 256, 256, 256, 0, 3}, {13, 64, 64, 256, 3, 20},  {17, 32, 32, 256, 0, 17},
+};
+#define N_REGIONAL_CASES (sizeof regional_cases / sizeof regional_cases[0])
+
+/* Runs the cases listed in `which` (all when NULL) and compares with the reference. */
+static void regional_check(const int *which, size_t n_which, const char *tune)
+{
+    size_t n_cases = which ? n_which : N_REGIONAL_CASES;
+    for (size_t i = 0; i < n_cases; i++) {
+        size_t s = which ? (size_t)which[i] : i;
+        const int *cs = regional_cases[s];
+        int c = cs[0], h = cs[1], w = cs[2], S = cs[3], off = cs[4], tot = cs[5], q = S / 4;
         size_t n = (size_t)c * h * w, on = (size_t)tot * q * q;
         float *in = random_floats(n, 31 + (uint32_t)s, 0, 4);
         float *out = malloc(on * sizeof(float)), *ref = malloc(on * sizeof(float));
         float *big = malloc((size_t)S * S * sizeof(float));
+        assert_non_null(out);
+        assert_non_null(ref);
+        assert_non_null(big);
         dfr_test_poison(out, on);
         dfr_test_poison(ref, on); /* channels outside [off, off+c) must stay untouched */
         for (int k = 0; k < c; k++) {
@@ -150,7 +165,11 @@ static void test_regional(void **state)
         cl_mem din = upload(in, n * sizeof(float)), dout = upload(out, on * sizeof(float));
         assert_int_equal(dfr_op_regional(rt, din, c, h, w, S, dout, off, tot), DFRCL_OK);
         assert_int_equal(dfr_read(rt, dout, 0, on * sizeof(float), out, "test"), DFRCL_OK);
-        assert_int_equal(dfr_test_compare("regional", out, ref, on, 1e-5f, 1e-5f), 0);
+        size_t bad = dfr_test_compare("regional", out, ref, on, 1e-5f, 1e-5f);
+        if (bad)
+            fprintf(stderr, "regional: %zu wrong for map [%d, %d, %d], size %d, channels %d of %d, "
+                            "tune %s\n", bad, c, h, w, S, off, tot, tune ? tune : "default");
+        assert_int_equal(bad, 0);
         dfr_buffer_release(&din);
         dfr_buffer_release(&dout);
         free(in);
@@ -158,10 +177,46 @@ static void test_regional(void **state)
         free(ref);
         free(big);
     }
+}
+
+static void test_regional(void **state)
+{
+    (void)state;
+    regional_check(NULL, 0, NULL);
+    /* Other tile shapes (DFRCL_REGIONAL_TUNE="vw,ty,cpw[,lx,ly,lz]"): the GPU one (one output per
+     * work-item), the widest vector, and explicit work-groups that round the grid up; on a few
+     * edge cases each, since every shape is a kernel build. */
+    static const char *const tunes[] = {"1,1,1", "16,3,5", "4,2,3,2,2,1", "2,16,256"};
+    static const int edge_cases[] = {2, 7, 8, 9, 13};
+    for (size_t i = 0; i < sizeof tunes / sizeof tunes[0]; i++) {
+        setenv("DFRCL_REGIONAL_TUNE", tunes[i], 1);
+        regional_check(edge_cases, sizeof edge_cases / sizeof edge_cases[0], tunes[i]);
+    }
+    unsetenv("DFRCL_REGIONAL_TUNE");
+
     cl_mem dummy = NULL;
     assert_int_equal(dfr_op_regional(rt, dummy, 2, 4, 4, 10, dummy, 0, 2), DFRCL_ERR_INVALID_ARG);
     assert_int_equal(dfr_op_regional(rt, dummy, 2, 4, 4, 8, dummy, 1, 2), DFRCL_ERR_INVALID_ARG);
     assert_int_equal(dfr_op_regional(rt, dummy, 2, 9, 4, 8, dummy, 0, 2), DFRCL_ERR_INVALID_ARG);
+    assert_int_equal(dfr_op_regional(rt, dummy, 2, 4, 4, 8, dummy, 2147483647, 2147483647),
+                     DFRCL_ERR_INVALID_ARG);
+    assert_int_equal(dfr_op_regional(rt, dummy, 2, 4, 4, 8, dummy, 0, 2), DFRCL_ERR_INVALID_ARG);
+    /* buffers smaller than the shapes say */
+    float zeros[64] = {0};
+    cl_mem map = upload(zeros, sizeof zeros); /* 64 floats each */
+    cl_mem feat = upload(zeros, sizeof zeros);
+    assert_int_equal(dfr_op_regional(rt, map, 5, 4, 4, 8, feat, 0, 5), DFRCL_ERR_INVALID_ARG);
+    assert_int_equal(dfr_op_regional(rt, map, 1, 4, 4, 32, feat, 0, 2), DFRCL_ERR_INVALID_ARG);
+    assert_int_equal(dfr_op_regional(rt, map, 1, 4, 4, 8, feat, 0, 16), DFRCL_OK);
+    /* a malformed tuning string is refused, not ignored */
+    setenv("DFRCL_REGIONAL_TUNE", "3,1,1", 1);
+    assert_int_equal(dfr_op_regional(rt, map, 1, 4, 4, 8, feat, 0, 16), DFRCL_ERR_INVALID_ARG);
+    setenv("DFRCL_REGIONAL_TUNE", "8,4,8,1,1", 1);
+    assert_int_equal(dfr_op_regional(rt, map, 1, 4, 4, 8, feat, 0, 16), DFRCL_ERR_INVALID_ARG);
+    unsetenv("DFRCL_REGIONAL_TUNE");
+    assert_int_equal(dfr_finish(rt), DFRCL_OK);
+    dfr_buffer_release(&map);
+    dfr_buffer_release(&feat);
 }
 
 static void test_sqerr_mean(void **state)

@@ -64,9 +64,8 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
-/* FLOPs per image of a stage instance, for GFLOP/s. Convolution: 2 per multiply-add. Regional:
- * the kernel's 5x5 weighted window, 25 multiply-adds per output (the weights are per position
- * and not counted). */
+/* FLOPs per image of a stage instance, for GFLOP/s: convolutions (2 per multiply-add) and the
+ * CAE's GEMMs. The other stages are memory-bound and show no GFLOP/s. */
 static double stage_flops(const dfr_vgg19 *v, const dfr_cae *cae, const char *stage,
                           const char *tag, int size)
 {
@@ -78,7 +77,6 @@ static double stage_flops(const dfr_vgg19 *v, const dfr_cae *cae, const char *st
         if (!strcmp(stage, "conv")) return 2.0 * 9.0 * cin * cout * hw;
     }
     if (!strcmp(stage, "cae_gemm") && cae) return dfr_cae_gemm_flops(cae, 1, 0);
-    if (!strcmp(stage, "regional")) return 50.0 * v->channels * (size / 4.0) * (size / 4.0);
     return 0;
 }
 

@@ -1,21 +1,211 @@
+/* Host side of the regional feature (kernels/regional.cl): argument checks, the per-axis weight
+ * table, per-device tile sizes and launch geometry. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "ops/ops.h"
 #include "util/error.h"
+
+/* Source indices one output may touch along an axis: its 4 bilinear samples lie within 3 source
+ * steps (scale <= 1), plus the upper neighbour; a few spare for rounding. */
+#define REG_SPAN 8
+
+/* Tiles and work-group shape for a device. */
+typedef struct reg_config {
+    int vw;          /* output columns per work-item (vector width): 1, 2, 4, 8 or 16 */
+    int ty;          /* output rows per work-item */
+    int cpw;         /* channels per work-item */
+    size_t local[3]; /* {0,0,0}: let the driver choose */
+} reg_config;
+
+/* CPUs (PoCL): 8-wide vectors (AVX2), 4 rows so that each weight vector feeds 4 independent
+ * sums, 8 channels to share the setup; one work-item per work-group, as PoCL otherwise picks
+ * groups so large that a small layer runs on one core. Measured on a 2-core Zen 3, PoCL 3.1
+ * (dfrcl bench). GPUs and other devices: one output per work-item, so neighbouring work-items
+ * read neighbouring columns (not measured: no GPU here). */
+static const reg_config reg_cpu = {8, 4, 8, {1, 1, 1}};
+static const reg_config reg_gpu = {1, 1, 1, {0, 0, 0}};
+
+/* DFRCL_REGIONAL_TUNE="vw,ty,cpw[,lx,ly,lz]" overrides the table (for tuning and tests). */
+static int reg_get_config(const dfr_runtime *rt, reg_config *cfg)
+{
+    *cfg = rt->info.is_cpu && !rt->info.is_gpu ? reg_cpu : reg_gpu;
+    const char *env = getenv("DFRCL_REGIONAL_TUNE");
+    if (!env || !*env) return DFRCL_OK;
+    int v[6] = {0, 0, 0, 0, 0, 0};
+    char tail = 0;
+    int n = sscanf(env, "%d,%d,%d,%d,%d,%d%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail);
+    int ok = (n == 3 || n == 6) &&
+             (v[0] == 1 || v[0] == 2 || v[0] == 4 || v[0] == 8 || v[0] == 16) && v[1] >= 1 &&
+             v[1] <= 16 && v[2] >= 1 && v[2] <= 256;
+    for (int i = 3; i < 6; i++) ok = ok && v[i] >= 0 && v[i] <= 1024 && (v[i] > 0) == (v[3] > 0);
+    ok = ok && (size_t)v[3] * v[4] * v[5] <= rt->info.max_work_group_size;
+    if (!ok)
+        return dfr_error(DFRCL_ERR_INVALID_ARG,
+                         "DFRCL_REGIONAL_TUNE=\"%s\": expected \"vw,ty,cpw\" or "
+                         "\"vw,ty,cpw,lx,ly,lz\" with vw 1, 2, 4, 8 or 16, ty 1..16, cpw 1..256 "
+                         "and local sizes all 0 or all 1..1024 (at most %zu work-items)",
+                         env, rt->info.max_work_group_size);
+    cfg->vw = v[0];
+    cfg->ty = v[1];
+    cfg->cpw = v[2];
+    for (int i = 0; i < 3; i++) cfg->local[i] = (size_t)v[3 + i];
+    return DFRCL_OK;
+}
+
+/* The weights of output index o along an axis of n_in source samples resized to `size`: the
+ * average of its 4 bilinear samples (align_corners=True), over source indices first ..
+ * first + REG_SPAN - 1. PyTorch's float arithmetic (as common.cl's dfr_align_corners): scale in
+ * float, source = scale * index, lower index truncated, upper clamped. Returns first, or -1 if
+ * an index falls outside the span (cannot happen while n_in <= size). */
+static int region_weights(int o, int n_in, int size, float wt[REG_SPAN])
+{
+    float scale = size > 1 ? (float)(n_in - 1) / (float)(size - 1) : 0.0f;
+    int first = 0;
+    for (int k = 0; k < REG_SPAN; k++) wt[k] = 0.0f;
+    for (int d = 0; d < 4; d++) {
+        float src = scale * (float)(4 * o + d);
+        int i = (int)src;
+        if (i > n_in - 1) i = n_in - 1;
+        int i1 = i < n_in - 1 ? i + 1 : i;
+        float l1 = src - (float)i;
+        if (d == 0) first = i;
+        if (i < first || i1 - first >= REG_SPAN) return -1;
+        wt[i - first] += 1.0f - l1;
+        wt[i1 - first] += l1;
+    }
+    for (int k = 0; k < REG_SPAN; k++) wt[k] *= 0.25f;
+    return first;
+}
+
+/* Number of taps up to the last nonzero one (at least 1). */
+static int taps_used(const float wt[REG_SPAN])
+{
+    int n = 1;
+    for (int k = 0; k < REG_SPAN; k++)
+        if (wt[k] != 0.0f) n = k + 1;
+    return n;
+}
+
+/* The table the kernel reads (layout in regional.cl), malloc'd; *ky and *l are the vertical taps
+ * and the columns per chunk of vw outputs; offsets in floats. */
+typedef struct reg_table {
+    float *data;
+    size_t n;
+    int ky, l, yw_off, xb_off, yb_off;
+} reg_table;
+
+static int reg_table_build(int h, int w, int size, int vw, reg_table *t)
+{
+    memset(t, 0, sizeof *t);
+    int osz = size / 4, nch = (osz + vw - 1) / vw;
+    float wt[REG_SPAN];
+    int ky = 1, l = 1;
+    for (int o = 0; o < osz; o++) {
+        if (region_weights(o, h, size, wt) < 0) goto span;
+        int n = taps_used(wt);
+        if (n > ky) ky = n;
+    }
+    for (int j = 0; j < nch; j++) {
+        int xb = region_weights(j * vw, w, size, wt);
+        for (int i = 0; i < vw && j * vw + i < osz; i++) {
+            int f = region_weights(j * vw + i, w, size, wt);
+            if (xb < 0 || f < xb) goto span;
+            int n = f - xb + taps_used(wt);
+            if (n > l) l = n;
+        }
+    }
+    /* L is at most 4 (vw - 1) + REG_SPAN; everything below is far from int overflow for any
+     * osz that fits the checks of dfr_op_regional. */
+    size_t nwx = (size_t)nch * l * vw;
+    t->n = nwx + (size_t)osz * ky + nch + osz;
+    t->data = calloc(t->n, sizeof(float));
+    if (!t->data) return dfr_error(DFRCL_ERR_HOST_MEMORY, "regional: out of memory for the table");
+    t->ky = ky;
+    t->l = l;
+    t->yw_off = (int)nwx;
+    t->xb_off = t->yw_off + osz * ky;
+    t->yb_off = t->xb_off + nch;
+    for (int j = 0; j < nch; j++) {
+        int xb = region_weights(j * vw, w, size, wt);
+        memcpy(&t->data[t->xb_off + j], &xb, sizeof xb);
+        for (int i = 0; i < vw && j * vw + i < osz; i++) {
+            int f = region_weights(j * vw + i, w, size, wt);
+            for (int k = 0; k < REG_SPAN && f - xb + k < l; k++)
+                t->data[((size_t)j * l + f - xb + k) * vw + i] = wt[k];
+        }
+    }
+    for (int o = 0; o < osz; o++) {
+        int f = region_weights(o, h, size, wt);
+        memcpy(&t->data[t->yb_off + o], &f, sizeof f);
+        for (int a = 0; a < ky; a++) t->data[t->yw_off + (size_t)o * ky + a] = wt[a];
+    }
+    return DFRCL_OK;
+span:
+    return dfr_error(DFRCL_ERR_INTERNAL, "regional: a %dx%d map resized to %d spans too many "
+                                         "source pixels per output", h, w, size);
+}
+
+/* Whether buffer m holds at least `bytes`. */
+static int buffer_holds(cl_mem m, double bytes)
+{
+    size_t have = 0;
+    if (!m || clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof have, &have, NULL) != CL_SUCCESS) return 0;
+    return (double)have >= bytes;
+}
 
 int dfr_op_regional(dfr_runtime *rt, cl_mem map, int c, int h, int w, int size, cl_mem feat,
                     int c_offset, int c_total)
 {
-    if (c < 1 || h < 1 || w < 1 || size < 4 || size % 4 != 0 || c_offset < 0 ||
-        c_offset + c > c_total || h > size || w > size)
+    if (c < 1 || h < 1 || w < 1 || size < 4 || size % 4 != 0 || c_offset < 0 || c_total < c ||
+        c_offset > c_total - c || h > size || w > size)
         return dfr_error(DFRCL_ERR_INVALID_ARG,
-                         "regional: bad arguments (map [%d, %d, %d] must not exceed size %d, a multiple "
-                         "of 4; channels %d..%d of %d)",
-                         c, h, w, size, c_offset, c_offset + c, c_total);
+                         "regional: bad arguments (map [%d, %d, %d] must not exceed size %d, a "
+                         "multiple of 4; channels %d..%lld of %d)",
+                         c, h, w, size, c_offset, (long long)c_offset + c, c_total);
+    int osz = size / 4;
+    /* The kernel indexes within a map plane and within an output plane with int. */
+    if ((double)h * w > 2147483647.0 || (double)osz * osz > 2147483647.0)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "regional: map [%d, %d] or size %d too large", h, w,
+                         size);
+    if (!buffer_holds(map, 4.0 * c * h * w) || !buffer_holds(feat, 4.0 * c_total * osz * osz))
+        return dfr_error(DFRCL_ERR_INVALID_ARG,
+                         "regional: buffers too small for map [%d, %d, %d] and feature "
+                         "[%d, %d, %d]",
+                         c, h, w, c_total, osz, osz);
+    reg_config cfg;
+    int rc = reg_get_config(rt, &cfg);
+    if (rc) return rc;
+    reg_table t;
+    rc = reg_table_build(h, w, size, cfg.vw, &t);
+    if (rc) return rc;
+
+    char opts[160];
+    snprintf(opts, sizeof opts, "-DREG_VW=%d -DREG_TY=%d -DREG_CPW=%d -DREG_KY=%d -DREG_L=%d",
+             cfg.vw, cfg.ty, cfg.cpw, t.ky, t.l);
     cl_kernel k;
-    int rc = dfr_kernel_get(rt, "regional.cl", "", "regional", &k);
-    if (!rc) rc = dfr_set_args(k, "regional", DFR_ARG(map), DFR_ARG(c), DFR_ARG(h), DFR_ARG(w), DFR_ARG(size),
-                               DFR_ARG(feat), DFR_ARG(c_offset), DFR_ARGS_END);
-    /* REG_CPT (kernel default 16) channels per work-item */
-    size_t g[3] = {(size_t)(size / 4), (size_t)(size / 4), (size_t)(c + 15) / 16};
-    if (!rc) rc = dfr_enqueue(rt, k, 3, g, NULL, "regional");
+    rc = dfr_kernel_get(rt, "regional.cl", opts, "regional", &k);
+    /* A fresh table buffer per call, filled at creation (no queue round trip); released right
+     * after the launch, OpenCL keeps it until the kernel has run. */
+    cl_mem tab = NULL;
+    if (!rc) {
+        cl_int err;
+        tab = clCreateBuffer(rt->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                             t.n * sizeof(float), t.data, &err);
+        if (err != CL_SUCCESS) {
+            tab = NULL;
+            rc = dfr_cl_error(err, "regional: weight table");
+        }
+    }
+    free(t.data);
+    if (!rc)
+        rc = dfr_set_args(k, "regional", DFR_ARG(map), DFR_ARG(c), DFR_ARG(h), DFR_ARG(w),
+                          DFR_ARG(osz), DFR_ARG(feat), DFR_ARG(c_offset), DFR_ARG(tab),
+                          DFR_ARG(t.yw_off), DFR_ARG(t.xb_off), DFR_ARG(t.yb_off), DFR_ARGS_END);
+    size_t g[3] = {(size_t)(osz + cfg.vw - 1) / cfg.vw, (size_t)(osz + cfg.ty - 1) / cfg.ty,
+                   (size_t)(c + cfg.cpw - 1) / cfg.cpw};
+    if (!rc) rc = dfr_enqueue(rt, k, 3, g, cfg.local[0] ? cfg.local : NULL, "regional");
+    dfr_buffer_release(&tab);
     return rc;
 }
