@@ -445,3 +445,21 @@ int dfr_profile_collect(dfr_runtime *rt, dfr_prof_sum *sums, int max_sums, int *
     *n_sums = n;
     return rc;
 }
+
+int dfr_tune_env(const dfr_runtime *rt, const char *var, const char *expect, int v[6])
+{
+    const char *env = getenv(var);
+    if (!env || !*env) return 0;
+    for (int i = 0; i < 6; i++) v[i] = 0;
+    char tail = 0;
+    int n = sscanf(env, "%d,%d,%d,%d,%d,%d%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail);
+    int ok = n == 3 || n == 6;
+    for (int i = 3; i < 6; i++) ok = ok && v[i] >= 0 && v[i] <= 1024 && (v[i] > 0) == (v[3] > 0);
+    ok = ok && (size_t)v[3] * v[4] * v[5] <= rt->info.max_work_group_size;
+    if (!ok)
+        return dfr_error(DFRCL_ERR_INVALID_ARG,
+                         "%s=\"%s\": expected %s, and local sizes all 0 or all 1..1024 (at most "
+                         "%zu work-items)",
+                         var, env, expect, rt->info.max_work_group_size);
+    return 1;
+}

@@ -91,6 +91,12 @@ int dfr_finish(dfr_runtime *rt);
  * DFRCL_ERR_DEVICE_MEMORY with advice. Returns DFRCL_OK when err == CL_SUCCESS. */
 int dfr_cl_error(cl_int err, const char *what);
 
+/* Reads a tuning override "a,b,c[,lx,ly,lz]" from environment variable `var` into v[6] (local
+ * sizes 0 when absent). Returns 0 when unset, 1 when read, DFRCL_ERR_INVALID_ARG (naming the
+ * variable and `expect`) when malformed or the local sizes do not fit the device. The caller
+ * checks the first three values' ranges. */
+int dfr_tune_env(const dfr_runtime *rt, const char *var, const char *expect, int v[6]);
+
 /* Sets kernel arguments in order; each pair is (size, pointer). Stops at size 0. */
 int dfr_set_args(cl_kernel k, const char *kname, ...);
 #define DFR_ARG(x) sizeof(x), (const void *)&(x)

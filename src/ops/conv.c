@@ -43,21 +43,14 @@ static conv_config conv_default(const dfr_runtime *rt)
 static int conv_get_config(const dfr_runtime *rt, conv_config *cfg)
 {
     *cfg = conv_default(rt);
-    const char *env = getenv("DFRCL_CONV_TUNE");
-    if (!env || !*env) return DFRCL_OK;
-    int v[6] = {0, 0, 0, 0, 0, 0};
-    char tail = 0;
-    int n = sscanf(env, "%d,%d,%d,%d,%d,%d%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail);
-    int ok = (n == 3 || n == 6) && (v[0] == 2 || v[0] == 4 || v[0] == 8 || v[0] == 16) &&
-             v[1] >= 1 && v[1] <= 32 && v[2] >= 0 && v[2] <= 4096;
-    for (int i = 3; i < 6; i++) ok = ok && v[i] >= 0 && v[i] <= 1024 && (v[i] > 0) == (v[3] > 0);
-    ok = ok && (size_t)v[3] * v[4] * v[5] <= rt->info.max_work_group_size;
-    if (!ok)
-        return dfr_error(DFRCL_ERR_INVALID_ARG,
-                         "DFRCL_CONV_TUNE=\"%s\": expected \"tco,tx,cb\" or \"tco,tx,cb,lx,ly,lz\" "
-                         "with tco 2, 4, 8 or 16, tx 1..32, cb 0..4096 and local sizes all 0 or "
-                         "all 1..1024 (at most %zu work-items)",
-                         env, rt->info.max_work_group_size);
+    static const char expect[] = "\"tco,tx,cb[,lx,ly,lz]\" with tco 2, 4, 8 or 16, tx 1..32, cb 0..4096";
+    int v[6];
+    int r = dfr_tune_env(rt, "DFRCL_CONV_TUNE", expect, v);
+    if (r <= 0) return r;
+    if (!((v[0] == 2 || v[0] == 4 || v[0] == 8 || v[0] == 16) && v[1] >= 1 && v[1] <= 32 &&
+          v[2] >= 0 && v[2] <= 4096))
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "DFRCL_CONV_TUNE=\"%s\": expected %s",
+                         getenv("DFRCL_CONV_TUNE"), expect);
     cfg->tco = v[0];
     cfg->tx = v[1];
     cfg->cb = v[2];

@@ -31,22 +31,14 @@ static const reg_config reg_gpu = {1, 1, 1, {0, 0, 0}};
 static int reg_get_config(const dfr_runtime *rt, reg_config *cfg)
 {
     *cfg = rt->info.is_cpu && !rt->info.is_gpu ? reg_cpu : reg_gpu;
-    const char *env = getenv("DFRCL_REGIONAL_TUNE");
-    if (!env || !*env) return DFRCL_OK;
-    int v[6] = {0, 0, 0, 0, 0, 0};
-    char tail = 0;
-    int n = sscanf(env, "%d,%d,%d,%d,%d,%d%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail);
-    int ok = (n == 3 || n == 6) &&
-             (v[0] == 1 || v[0] == 2 || v[0] == 4 || v[0] == 8 || v[0] == 16) && v[1] >= 1 &&
-             v[1] <= 16 && v[2] >= 1 && v[2] <= 256;
-    for (int i = 3; i < 6; i++) ok = ok && v[i] >= 0 && v[i] <= 1024 && (v[i] > 0) == (v[3] > 0);
-    ok = ok && (size_t)v[3] * v[4] * v[5] <= rt->info.max_work_group_size;
-    if (!ok)
-        return dfr_error(DFRCL_ERR_INVALID_ARG,
-                         "DFRCL_REGIONAL_TUNE=\"%s\": expected \"vw,ty,cpw\" or "
-                         "\"vw,ty,cpw,lx,ly,lz\" with vw 1, 2, 4, 8 or 16, ty 1..16, cpw 1..256 "
-                         "and local sizes all 0 or all 1..1024 (at most %zu work-items)",
-                         env, rt->info.max_work_group_size);
+    static const char expect[] = "\"vw,ty,cpw[,lx,ly,lz]\" with vw 1, 2, 4, 8 or 16, ty 1..16, cpw 1..256";
+    int v[6];
+    int r = dfr_tune_env(rt, "DFRCL_REGIONAL_TUNE", expect, v);
+    if (r <= 0) return r;
+    if (!((v[0] == 1 || v[0] == 2 || v[0] == 4 || v[0] == 8 || v[0] == 16) && v[1] >= 1 &&
+          v[1] <= 16 && v[2] >= 1 && v[2] <= 256))
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "DFRCL_REGIONAL_TUNE=\"%s\": expected %s",
+                         getenv("DFRCL_REGIONAL_TUNE"), expect);
     cfg->vw = v[0];
     cfg->ty = v[1];
     cfg->cpw = v[2];
