@@ -186,16 +186,7 @@ static void test_bad_args(void **state)
 
 int main(void)
 {
-    dfr_verbosity = 0;
-    int rc = dfr_runtime_open(&rt, NULL, NULL, 0);
-    if (rc == DFRCL_ERR_NO_DEVICE) {
-        fprintf(stderr, "skip: %s\n", dfrcl_last_error());
-        return DFR_TEST_SKIP;
-    }
-    if (rc) {
-        fprintf(stderr, "%s\n", dfrcl_last_error());
-        return 1;
-    }
+    DFR_TEST_OPEN_RUNTIME(&rt);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_default_config),

@@ -188,16 +188,7 @@ static void test_random_12layers_and_stages(void **state)
 
 int main(void)
 {
-    dfr_verbosity = 0;
-    int rc = dfr_runtime_open(&rt, NULL, NULL, 0);
-    if (rc == DFRCL_ERR_NO_DEVICE) {
-        fprintf(stderr, "skip: %s\n", dfrcl_last_error());
-        return DFR_TEST_SKIP;
-    }
-    if (rc) {
-        fprintf(stderr, "%s\n", dfrcl_last_error());
-        return 1;
-    }
+    DFR_TEST_OPEN_RUNTIME(&rt);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_12layers_and_stages),
         cmocka_unit_test(test_real_8layers),

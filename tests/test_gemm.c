@@ -360,16 +360,7 @@ static void test_backend_choice(void **state)
 
 int main(void)
 {
-    dfr_verbosity = 0;
-    int rc = dfr_runtime_open(&rt, NULL, NULL, 0);
-    if (rc == DFRCL_ERR_NO_DEVICE) {
-        fprintf(stderr, "skip: %s\n", dfrcl_last_error());
-        return DFR_TEST_SKIP;
-    }
-    if (rc) {
-        fprintf(stderr, "%s\n", dfrcl_last_error());
-        return 1;
-    }
+    DFR_TEST_OPEN_RUNTIME(&rt);
     /* The tunables the tests see are the device's defaults, whatever the caller's shell says. */
     unsetenv("DFRCL_GEMM_TUNE");
     const struct CMUnitTest tests[] = {

@@ -711,21 +711,13 @@ static void test_shared_grid(void **state)
 static int setup_dir(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/dfrcl-test-image-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return dfr_test_mkdtemp(tmpdir, sizeof tmpdir, "image");
 }
 
 static int teardown_dir(void **state)
 {
     (void)state;
-    DIR *d = opendir(tmpdir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)))
-            if (e->d_name[0] != '.') unlink(tmp_path(e->d_name));
-        closedir(d);
-    }
-    rmdir(tmpdir);
+    dfr_test_rmdir_flat(tmpdir);
     return 0;
 }
 

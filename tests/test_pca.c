@@ -84,13 +84,7 @@ static void test_device_covariance(void **state)
 
 int main(void)
 {
-    dfr_verbosity = 0;
-    int rc = dfr_runtime_open(&rt, NULL, NULL, 0);
-    if (rc == DFRCL_ERR_NO_DEVICE) return DFR_TEST_SKIP;
-    if (rc) {
-        fprintf(stderr, "%s\n", dfrcl_last_error());
-        return 1;
-    }
+    DFR_TEST_OPEN_RUNTIME(&rt);
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_rule), cmocka_unit_test(test_device_covariance)};
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     dfr_runtime_close(&rt);

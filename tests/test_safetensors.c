@@ -29,23 +29,13 @@ static const char *tmp_path(const char *name)
 static int setup_dir(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/dfr_st_test_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return dfr_test_mkdtemp(tmpdir, sizeof tmpdir, "safetensors");
 }
 
 static int teardown_dir(void **state)
 {
     (void)state;
-    DIR *d = opendir(tmpdir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (e->d_name[0] == '.') continue;
-            unlink(tmp_path(e->d_name));
-        }
-        closedir(d);
-    }
-    rmdir(tmpdir);
+    dfr_test_rmdir_flat(tmpdir);
     return 0;
 }
 

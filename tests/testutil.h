@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #define DFR_TEST_SKIP 77 /* meson reads exit status 77 as SKIP */
@@ -66,5 +67,45 @@ static inline size_t dfr_test_compare(const char *what, const float *a, const fl
         }
     }
     return bad;
+}
+
+/* In main(): opens the default OpenCL device quietly into *rtp, or returns from main with 77
+ * (skip: no device) or 1 (any other failure), saying why. Needs cl/runtime.h and util/error.h. */
+#define DFR_TEST_OPEN_RUNTIME(rtp)                                                             \
+    do {                                                                                       \
+        dfr_verbosity = 0;                                                                     \
+        int rc_ = dfr_runtime_open((rtp), NULL, NULL, 0);                                      \
+        if (rc_ == DFRCL_ERR_NO_DEVICE) {                                                      \
+            fprintf(stderr, "skip: %s\n", dfrcl_last_error());                                 \
+            return DFR_TEST_SKIP;                                                              \
+        }                                                                                      \
+        if (rc_) {                                                                             \
+            fprintf(stderr, "%s\n", dfrcl_last_error());                                       \
+            return 1;                                                                          \
+        }                                                                                      \
+    } while (0)
+
+/* A fresh temporary folder /tmp/dfrcl-test-<tag>-XXXXXX in buf; 0 on success (cmocka setup). */
+static inline int dfr_test_mkdtemp(char *buf, size_t n, const char *tag)
+{
+    snprintf(buf, n, "/tmp/dfrcl-test-%s-XXXXXX", tag);
+    return mkdtemp(buf) ? 0 : -1;
+}
+
+/* Removes the files directly in dir, then dir (tests keep their temporary folders flat). */
+static inline void dfr_test_rmdir_flat(const char *dir)
+{
+    char p[4096];
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.') {
+                snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+                unlink(p);
+            }
+        closedir(d);
+    }
+    rmdir(dir);
 }
 #endif
