@@ -1,5 +1,6 @@
 #include "cli/backbone_opts.h"
 
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,4 +71,13 @@ int cli_backbone_open(const cli_backbone_opts *o, int profiling, dfr_runtime **r
     }
     if (rc) dfr_runtime_close(rt);
     return rc;
+}
+
+void cli_backbone_describe(const cli_backbone_opts *o, char *buf, size_t n)
+{
+    if (o->weights) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s", o->weights);
+        snprintf(buf, n, "file %s", basename(tmp));
+    } else snprintf(buf, n, "random seed %d", o->random_seed);
 }

@@ -113,8 +113,7 @@ int cmd_demo(int argc, char **argv)
         if (prog.bar.phase) cli_progress_end(&prog.bar);
     }
     if (!rc) {
-        if (bo.weights) snprintf(m->info.backbone_desc, sizeof m->info.backbone_desc, "file %s", bo.weights);
-        else snprintf(m->info.backbone_desc, sizeof m->info.backbone_desc, "random seed %d", bo.random_seed);
+        cli_backbone_describe(&bo, m->info.backbone_desc, sizeof m->info.backbone_desc);
         rc = dfr_model_save(m, model);
     }
     if (!rc) {

@@ -65,10 +65,7 @@ static int write_outputs(const char *dir, const char *path, const dfrcl_image *i
     if (!rc) rc = dfr_npy_write_f32(p, 2, shape, map);
     if (!rc && item) cJSON_AddStringToObject(item, "score_map", p);
     dfrcl_image overlay = {0}, mask = {0};
-    /* One colour scale for every image: 0 .. twice the threshold, so colours compare. */
-    if (!rc) rc = dfr_heatmap_overlay(img, map, S, S, 0.0f, (float)(2 * threshold), 0.5f, &overlay);
-    if (!rc) rc = dfr_mask_image(map, S, S, (float)threshold, &mask);
-    if (!rc) rc = dfr_outline_overlay(&overlay, &mask, NULL);
+    if (!rc) rc = dfr_anomaly_overlay(img, map, S, S, (float)threshold, &overlay, &mask);
     if (!rc) rc = out_path(p, sizeof p, dir, path, "_overlay.png", 0);
     if (!rc) rc = dfr_png_write(p, overlay.width, overlay.height, overlay.channels, overlay.pixels);
     if (!rc && item) cJSON_AddStringToObject(item, "overlay", p);

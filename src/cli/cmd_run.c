@@ -297,7 +297,7 @@ int cmd_run(int argc, char **argv)
             if (prog.bar.phase) cli_progress_end(&prog.bar);
         }
         if (!crc) {
-            snprintf(m->info.backbone_desc, sizeof m->info.backbone_desc, "%s", bo.weights ? bo.weights : "random");
+            cli_backbone_describe(&bo, m->info.backbone_desc, sizeof m->info.backbone_desc);
             crc = dfr_model_save(m, model);
         }
         char title[512];

@@ -1,5 +1,4 @@
 #include <getopt.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,11 +88,7 @@ int cmd_train(int argc, char **argv)
         if (prog.bar.phase) cli_progress_end(&prog.bar);
     }
     if (!rc) {
-        if (bo.weights) {
-            char tmp[4096];
-            snprintf(tmp, sizeof tmp, "%s", bo.weights);
-            snprintf(m->info.backbone_desc, sizeof m->info.backbone_desc, "file %s", basename(tmp));
-        } else snprintf(m->info.backbone_desc, sizeof m->info.backbone_desc, "random seed %d", bo.random_seed);
+        cli_backbone_describe(&bo, m->info.backbone_desc, sizeof m->info.backbone_desc);
         rc = dfr_model_save(m, out_path);
     }
     if (!rc)

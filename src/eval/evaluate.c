@@ -207,11 +207,7 @@ int dfr_evaluate(dfr_model *m, const dfr_test_set *ts, const dfr_eval_opts *o, d
             int64_t shape[2] = {S, S};
             rc = item_path(p, sizeof p, o->out_dir, "maps", it, ".npy");
             if (!rc) rc = dfr_npy_write_f32(p, 2, shape, map);
-            if (!rc) rc = dfr_heatmap_overlay(&img, map, S, S, 0.0f, (float)(2 * thr), 0.5f, &ov);
-            dfrcl_image pm = {0};
-            if (!rc) rc = dfr_mask_image(map, S, S, (float)thr, &pm);
-            if (!rc) rc = dfr_outline_overlay(&ov, &pm, NULL);
-            dfrcl_image_free(&pm);
+            if (!rc) rc = dfr_anomaly_overlay(&img, map, S, S, (float)thr, &ov, NULL);
             if (!rc) rc = item_path(p, sizeof p, o->out_dir, "overlays", it, ".png");
             if (!rc) rc = dfr_png_write(p, ov.width, ov.height, ov.channels, ov.pixels);
             dfr_report_item *ri = &items[i];

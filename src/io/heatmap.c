@@ -146,3 +146,16 @@ int dfr_outline_overlay(dfrcl_image *img, const dfrcl_image *mask, const uint8_t
     }
     return DFRCL_OK;
 }
+
+int dfr_anomaly_overlay(const dfrcl_image *base, const float *score, int w, int h, float threshold,
+                        dfrcl_image *overlay, dfrcl_image *mask)
+{
+    dfrcl_image m = {0};
+    int rc = dfr_heatmap_overlay(base, score, w, h, 0.0f, 2.0f * threshold, 0.5f, overlay);
+    if (!rc) rc = dfr_mask_image(score, w, h, threshold, &m);
+    if (!rc) rc = dfr_outline_overlay(overlay, &m, NULL);
+    if (rc) dfrcl_image_free(overlay);
+    if (!rc && mask) *mask = m;
+    else dfrcl_image_free(&m);
+    return rc;
+}

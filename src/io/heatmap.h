@@ -41,4 +41,10 @@ int dfr_mask_image(const float *score, int w, int h, float threshold, dfrcl_imag
  * one pixel wide, of each defect region. rgb NULL means DFR_OUTLINE_RGB. */
 int dfr_outline_overlay(dfrcl_image *img, const dfrcl_image *mask, const uint8_t *rgb);
 
+/* dfrcl's anomaly picture: the heat map of `score` (w x h) over `base` on one fixed scale,
+ * 0 .. twice the threshold (so colours compare across images), half transparent, with the outline
+ * of the pixels above the threshold. *overlay receives RGB; *mask (may be NULL) the 0/255 mask. */
+int dfr_anomaly_overlay(const dfrcl_image *base, const float *score, int w, int h, float threshold,
+                        dfrcl_image *overlay, dfrcl_image *mask);
+
 #endif
