@@ -135,7 +135,7 @@ int cmd_infer(int argc, char **argv)
         cJSON *item = cJSON_CreateObject();
         cJSON_AddStringToObject(item, "path", path);
         /* An unreadable image is reported and skipped; any other failure stops the run. */
-        int r = dfr_model_load_image(m, path, &img);
+        int r = dfr_model_load_image(m, path, &img, NULL, NULL);
         if (r == DFRCL_ERR_FORMAT || r == DFRCL_ERR_IO) {
             fprintf(stderr, "dfrcl: error: %s\n", dfrcl_last_error());
             cJSON_AddStringToObject(item, "error", dfrcl_last_error());

@@ -186,18 +186,16 @@ int dfr_evaluate(dfr_model *m, const dfr_test_set *ts, const dfr_eval_opts *o, d
         const dfr_test_item *it = &ts->items[i];
         dfrcl_image img = {0}, gt = {0}, ov = {0};
         float score = 0;
-        rc = dfr_model_load_image(m, it->path, &img);
+        int ow = 0, oh = 0;
+        rc = dfr_model_load_image(m, it->path, &img, &ow, &oh);
         if (!rc) rc = dfr_model_score(m, img.pixels, img.channels, map, &score);
         memset(mask, 0, SS);
         if (!rc && it->mask_path) {
             rc = dfrcl_image_load(&gt, it->mask_path);
             if (!rc) {
-                dfrcl_image raw = {0};
-                if (dfrcl_image_load(&raw, it->path) == DFRCL_OK &&
-                    (raw.width != gt.width || raw.height != gt.height))
+                if (ow != gt.width || oh != gt.height)
                     dfr_log(1, "warning: %s is %dx%d but its image is %dx%d: resized", it->mask_path,
-                            gt.width, gt.height, raw.width, raw.height);
-                dfrcl_image_free(&raw);
+                            gt.width, gt.height, ow, oh);
                 mask_to_size(&gt, S, mask);
             }
         }

@@ -25,11 +25,13 @@ void dfr_train_defaults(dfr_train_opts *o)
     o->fpr = 0.005;
 }
 
-static int load_resized(const char *path, int size, dfrcl_image *img)
+static int load_resized(const char *path, int size, dfrcl_image *img, int *orig_w, int *orig_h)
 {
     dfrcl_image raw = {0};
     int rc = dfrcl_image_load(&raw, path);
     if (rc) return rc;
+    if (orig_w) *orig_w = raw.width;
+    if (orig_h) *orig_h = raw.height;
     if (raw.width == size && raw.height == size) {
         *img = raw;
         return DFRCL_OK;
@@ -40,9 +42,10 @@ static int load_resized(const char *path, int size, dfrcl_image *img)
     return DFRCL_OK;
 }
 
-int dfr_model_load_image(const dfr_model *m, const char *path, dfrcl_image *img)
+int dfr_model_load_image(const dfr_model *m, const char *path, dfrcl_image *img, int *orig_w,
+                         int *orig_h)
 {
-    return load_resized(path, m->info.size, img);
+    return load_resized(path, m->info.size, img, orig_w, orig_h);
 }
 
 /* Scoring buffers for up to `cap` images at once. */
@@ -138,7 +141,7 @@ static int extract_features(dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *
     for (int i = 0; i < n && !rc; i++) {
         dfrcl_image img = {0};
         /* Decoding image i on the host overlaps the device's work on image i-1. */
-        rc = load_resized(images[i], size, &img);
+        rc = load_resized(images[i], size, &img, NULL, NULL);
         if (rc) break;
         if (on_device) {
             rc = dfr_vgg19_features(vgg, img.pixels, img.channels, size, fs->dev, i);

@@ -61,8 +61,10 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
  * (size*size floats, caller-owned); returns the image score (max of the map) in *score. */
 int dfr_model_score(dfr_model *m, const uint8_t *pixels, int channels, float *map, float *score);
 
-/* Loads an image file, resizes it to the model's size; the caller frees img. */
-int dfr_model_load_image(const dfr_model *m, const char *path, dfrcl_image *img);
+/* Loads an image file, resizes it to the model's size; the caller frees img. orig_w/orig_h (may
+ * be NULL) receive the file's own size. */
+int dfr_model_load_image(const dfr_model *m, const char *path, dfrcl_image *img, int *orig_w,
+                         int *orig_h);
 
 /* Model file: safetensors with the 28 CAE tensors (PyTorch state_dict names) and the metadata,
  * written atomically. Loading checks the format, the version, the shapes, and that `vgg` is the
