@@ -106,6 +106,10 @@ expect 1 "category 'nope' not found|has no categories" "$dfrcl" run --data "$tmp
 expect 0 "fabric +[01]\.[0-9]{4}" "$dfrcl" run --data "$tmp/root" --categories fabric --out "$tmp/camp" $tr --epochs 1
 expect 0 "fabric .*\(done\)" "$dfrcl" run --data "$tmp/root" --categories fabric --out "$tmp/camp" $tr --epochs 1
 n=$((n+1)); if grep -q "^fabric," "$tmp/camp/summary.csv" && grep -q '"mean"' "$tmp/camp/summary.json"; then echo "ok: run summary files"; else echo "FAIL: run summary files"; fails=$((fails+1)); fi
+# A category with an MVTec AD name is shown beside the paper's figures (hazelnut: 0.98, 0.97).
+ln -s "$tmp/demo/data" "$tmp/root/hazelnut"
+expect 0 "hazelnut +[01]\.[0-9]{4} +0\.98 .* 0\.97" "$dfrcl" run --data "$tmp/root" --categories fabric,hazelnut --out "$tmp/camp" $tr --epochs 1
+n=$((n+1)); if grep -q "paper: it reports 1 of these 2" "$tmp/out" && grep -q "^hazelnut,.*,0.9800,0.9700,ok$" "$tmp/camp/summary.csv" && grep -q '"mean_over_published_categories"' "$tmp/camp/summary.json"; then echo "ok: run beside the published figures"; else echo "FAIL: run beside the published figures"; fails=$((fails+1)); fi
 
 if [ -f "$shared/weights/vgg19-imagenet-conv1_1-conv3_4.safetensors" ]; then
   w="$shared/weights/vgg19-imagenet-conv1_1-conv3_4.safetensors"

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "cli/progress.h"
 #include "cli/train_opts.h"
+#include "eval/published.h"
 #include "io/dataset.h"
 #include "model/dfr.h"
 #include "util/error.h"
@@ -34,7 +35,8 @@ static void help(void)
            "as in MVTec AD; ROOT itself if it holds train/good). Per category it writes\n"
            "DIR/<category>/model.safetensors, metrics.json and eval/ (maps, overlays,\n"
            "report.html). Resumable: a category with a model and metrics is skipped. Ends with\n"
-           "a summary table (per category and mean), DIR/summary.json and DIR/summary.csv.\n\n"
+           "a summary table (per category and mean), DIR/summary.json and DIR/summary.csv,\n"
+           "beside the published DFR figures for MVTec AD categories (by folder name).\n\n"
            "options:\n"
            "      --data ROOT           dataset root (required)\n"
            "      --out DIR             campaign folder (required)\n"
@@ -101,52 +103,119 @@ static void fmt(char *b, size_t n, double v)
     else snprintf(b, n, "n/a");
 }
 
-static int write_summary(const char *out, const cat_result *r, int n)
-{
-    double sum[4] = {0};
-    int cnt[4] = {0};
-    for (int i = 0; i < n; i++) {
-        double v[4] = {r[i].pixel_auroc, r[i].image_auroc, r[i].aupro, r[i].f1};
-        for (int k = 0; k < 4; k++)
-            if (!r[i].failed && isfinite(v[k])) sum[k] += v[k], cnt[k]++;
-    }
-    double mean[4];
-    for (int k = 0; k < 4; k++) mean[k] = cnt[k] ? sum[k] / cnt[k] : NAN;
+/* What the campaign ran with, to say how far it is from the published setting. */
+typedef struct run_setting {
+    int layers, size, epochs;
+} run_setting;
 
-    printf("\n%-20s %12s %12s %10s %9s %9s\n", "category", "pixel AUROC", "image AUROC", "AUPRO",
-           "F1@thr", "time s");
-    for (int i = 0; i < n; i++) {
-        char a[16], b[16], c[16], d[16];
-        fmt(a, sizeof a, r[i].pixel_auroc);
-        fmt(b, sizeof b, r[i].image_auroc);
-        fmt(c, sizeof c, r[i].aupro);
-        fmt(d, sizeof d, r[i].f1);
-        char t[16] = "(done)";
-        if (!r[i].skipped) snprintf(t, sizeof t, "%.0f", r[i].seconds);
-        if (r[i].failed) printf("%-20s %12s\n", r[i].name, "FAILED");
-        else printf("%-20s %12s %12s %10s %9s %9s\n", r[i].name, a, b, c, d, t);
-    }
-    char a[16], b[16], c[16], d[16];
+#define PAPER_SIZE 256
+#define PAPER_EPOCHS 700
+
+static void fmt_paper(char *b, size_t n, const dfr_published *p, int aupro)
+{
+    if (p) snprintf(b, n, "%.2f", aupro ? p->aupro : p->pixel_auroc);
+    else snprintf(b, n, "-");
+}
+
+static void add_num_or_null(cJSON *o, const char *k, double v)
+{
+    if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
+    else cJSON_AddNullToObject(o, k);
+}
+
+static void print_mean_row(const char *label, const double mean[4], const double *pmean)
+{
+    char a[16], b[16], c[16], d[16], pa[16] = "-", pc[16] = "-";
     fmt(a, sizeof a, mean[0]);
     fmt(b, sizeof b, mean[1]);
     fmt(c, sizeof c, mean[2]);
     fmt(d, sizeof d, mean[3]);
-    printf("%-20s %12s %12s %10s %9s\n", "mean", a, b, c, d);
+    if (pmean) snprintf(pa, sizeof pa, "%.3f", pmean[0]), snprintf(pc, sizeof pc, "%.3f", pmean[1]);
+    printf("%-20s %12s %6s %12s %10s %6s %9s\n", label, a, pa, b, c, pc, d);
+}
+
+static int write_summary(const char *out, const cat_result *r, int n, run_setting rs)
+{
+    /* Means of ours (over the categories that ran) and of the paper's (over those of them it
+     * reports). */
+    double sum[4] = {0}, psum[2] = {0}, ssum[4] = {0};
+    int cnt[4] = {0}, pcnt = 0, scnt[4] = {0};
+    const dfr_published *pub[MAX_CATEGORIES];
+    for (int i = 0; i < n; i++) {
+        pub[i] = dfr_published_find(r[i].name, rs.layers);
+        double v[4] = {r[i].pixel_auroc, r[i].image_auroc, r[i].aupro, r[i].f1};
+        if (r[i].failed) continue;
+        for (int k = 0; k < 4; k++)
+            if (isfinite(v[k])) sum[k] += v[k], cnt[k]++;
+        if (!pub[i]) continue;
+        psum[0] += pub[i]->pixel_auroc, psum[1] += pub[i]->aupro, pcnt++;
+        for (int k = 0; k < 4; k++)
+            if (isfinite(v[k])) ssum[k] += v[k], scnt[k]++;
+    }
+    /* mean: ours over all; smean: ours over the categories the paper reports, beside its mean. */
+    double mean[4], smean[4], pmean[2];
+    for (int k = 0; k < 4; k++) mean[k] = cnt[k] ? sum[k] / cnt[k] : NAN;
+    for (int k = 0; k < 4; k++) smean[k] = scnt[k] ? ssum[k] / scnt[k] : NAN;
+    for (int k = 0; k < 2; k++) pmean[k] = pcnt ? psum[k] / pcnt : NAN;
+    int all_reported = pcnt > 0 && pcnt == cnt[0];
+
+    printf("\n%-20s %12s %6s %12s %10s %6s %9s %9s\n", "category", "pixel AUROC", "paper",
+           "image AUROC", "AUPRO", "paper", "F1@thr", "time s");
+    for (int i = 0; i < n; i++) {
+        char a[16], b[16], c[16], d[16], pa[16], pc[16];
+        fmt(a, sizeof a, r[i].pixel_auroc);
+        fmt(b, sizeof b, r[i].image_auroc);
+        fmt(c, sizeof c, r[i].aupro);
+        fmt(d, sizeof d, r[i].f1);
+        fmt_paper(pa, sizeof pa, pub[i], 0);
+        fmt_paper(pc, sizeof pc, pub[i], 1);
+        char t[16] = "(done)";
+        if (!r[i].skipped) snprintf(t, sizeof t, "%.0f", r[i].seconds);
+        if (r[i].failed) printf("%-20s %12s\n", r[i].name, "FAILED");
+        else printf("%-20s %12s %6s %12s %10s %6s %9s %9s\n", r[i].name, a, pa, b, c, pc, d, t);
+    }
+    print_mean_row("mean", mean, all_reported ? pmean : NULL);
+    if (pcnt && !all_reported) print_mean_row("mean, paper's ones", smean, pmean);
+
+    int pl = dfr_published_layers(rs.layers);
+    if (pcnt) {
+        printf("paper: DFR as published, VGG19 %d layers, %d px, %d epochs (%s)\n", pl, PAPER_SIZE,
+               PAPER_EPOCHS, dfr_published_source());
+        if (!all_reported)
+            printf("paper: it reports %d of these %d categories; \"mean, paper's ones\" compares "
+                   "over those\n", pcnt, cnt[0]);
+        if (rs.layers != pl || rs.size != PAPER_SIZE || rs.epochs != PAPER_EPOCHS)
+            printf("note: this run used %d layers, %d px, %d epoch%s: the comparison is indicative "
+                   "only\n", rs.layers, rs.size, rs.epochs, rs.epochs == 1 ? "" : "s");
+    } else {
+        printf("paper: no published DFR figures for these categories (the paper reports MVTec AD's 15)\n");
+    }
 
     /* CSV and JSON, atomically. */
-    size_t cap = 256 + (size_t)n * 160, used = 0;
+    size_t cap = 256 + (size_t)n * 200, used = 0;
     char *csv = malloc(cap);
     if (!csv) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
-    used += (size_t)snprintf(csv + used, cap - used, "category,pixel_auroc,image_auroc,aupro,f1_at_threshold,status\n");
-    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "categories");
+    used += (size_t)snprintf(csv + used, cap - used,
+                             "category,pixel_auroc,image_auroc,aupro,f1_at_threshold,"
+                             "published_pixel_auroc,published_aupro,status\n");
+    cJSON *root = cJSON_CreateObject();
+    cJSON *run = cJSON_AddObjectToObject(root, "run");
+    cJSON_AddNumberToObject(run, "layers", rs.layers);
+    cJSON_AddNumberToObject(run, "size", rs.size);
+    cJSON_AddNumberToObject(run, "epochs", rs.epochs);
+    cJSON *arr = cJSON_AddArrayToObject(root, "categories");
     for (int i = 0; i <= n; i++) {
         const char *name = i < n ? r[i].name : "mean";
         double v[4] = {i < n ? r[i].pixel_auroc : mean[0], i < n ? r[i].image_auroc : mean[1],
                        i < n ? r[i].aupro : mean[2], i < n ? r[i].f1 : mean[3]};
+        double pv[2] = {i < n ? (pub[i] ? pub[i]->pixel_auroc : NAN) : all_reported ? pmean[0] : NAN,
+                        i < n ? (pub[i] ? pub[i]->aupro : NAN) : all_reported ? pmean[1] : NAN};
         const char *status = i == n ? "" : r[i].failed ? "failed" : "ok";
-        char f[4][16];
+        char f[6][16];
         for (int k = 0; k < 4; k++) fmt(f[k], sizeof f[k], v[k]);
-        used += (size_t)snprintf(csv + used, cap - used, "%s,%s,%s,%s,%s,%s\n", name, f[0], f[1], f[2], f[3], status);
+        for (int k = 0; k < 2; k++) fmt(f[4 + k], sizeof f[4 + k], pv[k]);
+        used += (size_t)snprintf(csv + used, cap - used, "%s,%s,%s,%s,%s,%s,%s,%s\n", name, f[0], f[1],
+                                 f[2], f[3], f[4], f[5], status);
         cJSON *o = i < n ? cJSON_CreateObject() : cJSON_AddObjectToObject(root, "mean");
         if (i < n) {
             cJSON_AddStringToObject(o, "category", name);
@@ -154,14 +223,30 @@ static int write_summary(const char *out, const cat_result *r, int n)
             cJSON_AddItemToArray(arr, o);
         }
         const char *keys[4] = {"pixel_auroc", "image_auroc", "aupro", "f1_at_threshold"};
-        for (int k = 0; k < 4; k++) {
-            if (isfinite(v[k])) cJSON_AddNumberToObject(o, keys[k], v[k]);
-            else cJSON_AddNullToObject(o, keys[k]);
-        }
+        for (int k = 0; k < 4; k++) add_num_or_null(o, keys[k], v[k]);
+        if (isfinite(pv[0])) {
+            cJSON *po = cJSON_AddObjectToObject(o, "published");
+            cJSON_AddNumberToObject(po, "pixel_auroc", pv[0]);
+            cJSON_AddNumberToObject(po, "aupro", pv[1]);
+        } else cJSON_AddNullToObject(o, "published");
     }
-    cJSON_AddStringToObject(root, "note",
-                            "published DFR figures are not embedded: compare with the paper's "
-                            "table (Shi, Yang, Qi 2021) yourself");
+    if (pcnt && !all_reported) { /* ours and the paper's means over the categories it reports */
+        cJSON *so = cJSON_AddObjectToObject(root, "mean_over_published_categories");
+        cJSON_AddNumberToObject(so, "categories", pcnt);
+        const char *keys[4] = {"pixel_auroc", "image_auroc", "aupro", "f1_at_threshold"};
+        for (int k = 0; k < 4; k++) add_num_or_null(so, keys[k], smean[k]);
+        cJSON *sp = cJSON_AddObjectToObject(so, "published");
+        cJSON_AddNumberToObject(sp, "pixel_auroc", pmean[0]);
+        cJSON_AddNumberToObject(sp, "aupro", pmean[1]);
+    }
+    cJSON *po = cJSON_AddObjectToObject(root, "published");
+    cJSON_AddStringToObject(po, "method", "DFR");
+    cJSON_AddStringToObject(po, "source", dfr_published_source());
+    cJSON_AddNumberToObject(po, "layers", pl);
+    cJSON_AddNumberToObject(po, "size", PAPER_SIZE);
+    cJSON_AddNumberToObject(po, "epochs", PAPER_EPOCHS);
+    cJSON_AddStringToObject(po, "note", "two decimals as printed; pixel_auroc is the paper's "
+                                        "pixel ROC AUC, aupro its PRO AUC up to 30% FPR");
     char p[4200];
     snprintf(p, sizeof p, "%s/summary.csv", out);
     int rc = dfr_write_file_atomic(p, csv, used);
@@ -322,7 +407,8 @@ int cmd_run(int argc, char **argv)
     }
     int any_failed = 0;
     for (int i = 0; i < n && res; i++) any_failed |= res[i].failed;
-    if (!rc) rc = write_summary(out, res, n);
+    run_setting rs = {vgg ? vgg->layers : bo.layers, bo.size, to.epochs};
+    if (!rc) rc = write_summary(out, res, n, rs);
     int ret = rc ? cli_fail(NULL) : any_failed ? 1 : 0;
     dfr_vgg19_free(&vgg);
     dfr_runtime_close(&rt);
