@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Pixel AUROC, image AUROC and AUPRO@0.3 of dfrcl score maps (.npy, as `dfrcl infer --out` writes
-them: MAPS/<defect>/<stem>.npy) against an MVTec-layout dataset's masks. A development check until
-`dfrcl eval` exists; needs numpy, scipy, scikit-learn and PIL (Debian: /usr/bin/python3).
+them: MAPS/<defect>/<stem>.npy) against an MVTec-layout dataset's masks, computed independently of
+dfrcl (scikit-learn, and the shared AUPRO reference) to check `dfrcl eval`'s own figures from the
+maps it wrote. Needs numpy, scipy, scikit-learn and PIL (Debian: /usr/bin/python3).
 Usage: metrics_from_maps.py DATASET MAPS [--metrics-ref PATH/TO/metrics_ref.py]"""
 import argparse, glob, importlib.util, json, os
 import numpy as np

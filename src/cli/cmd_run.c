@@ -14,6 +14,7 @@
 #include "cli/progress.h"
 #include "cli/train_opts.h"
 #include "eval/published.h"
+#include "eval/report.h"
 #include "io/dataset.h"
 #include "model/dfr.h"
 #include "util/error.h"
@@ -35,7 +36,7 @@ static void help(void)
            "as in MVTec AD; ROOT itself if it holds train/good). Per category it writes\n"
            "DIR/<category>/model.safetensors, metrics.json and eval/ (maps, overlays,\n"
            "report.html). Resumable: a category with a model and metrics is skipped. Ends with\n"
-           "a summary table (per category and mean), DIR/summary.json and DIR/summary.csv,\n"
+           "a summary table (per category and mean), DIR/summary.html, .json and .csv,\n"
            "beside the published DFR figures for MVTec AD categories (by folder name).\n\n"
            "options:\n"
            "      --data ROOT           dataset root (required)\n"
@@ -178,18 +179,63 @@ static int write_summary(const char *out, const cat_result *r, int n, run_settin
     if (pcnt && !all_reported) print_mean_row("mean, paper's ones", smean, pmean);
 
     int pl = dfr_published_layers(rs.layers);
+    char notes[3][512];
+    int n_notes = 0;
     if (pcnt) {
-        printf("paper: DFR as published, VGG19 %d layers, %d px, %d epochs (%s)\n", pl, PAPER_SIZE,
-               PAPER_EPOCHS, dfr_published_source());
+        snprintf(notes[n_notes++], sizeof notes[0],
+                 "paper: DFR as published, VGG19 %d layers, %d px, %d epochs (%s)", pl, PAPER_SIZE,
+                 PAPER_EPOCHS, dfr_published_source());
         if (!all_reported)
-            printf("paper: it reports %d of these %d categories; \"mean, paper's ones\" compares "
-                   "over those\n", pcnt, cnt[0]);
+            snprintf(notes[n_notes++], sizeof notes[0],
+                     "paper: it reports %d of these %d categories; \"mean, paper's ones\" compares "
+                     "over those", pcnt, cnt[0]);
         if (rs.layers != pl || rs.size != PAPER_SIZE || rs.epochs != PAPER_EPOCHS)
-            printf("note: this run used %d layers, %d px, %d epoch%s: the comparison is indicative "
-                   "only\n", rs.layers, rs.size, rs.epochs, rs.epochs == 1 ? "" : "s");
+            snprintf(notes[n_notes++], sizeof notes[0],
+                     "note: this run used %d layers, %d px, %d epoch%s: the comparison is "
+                     "indicative only", rs.layers, rs.size, rs.epochs, rs.epochs == 1 ? "" : "s");
     } else {
-        printf("paper: no published DFR figures for these categories (the paper reports MVTec AD's 15)\n");
+        snprintf(notes[n_notes++], sizeof notes[0],
+                 "paper: no published DFR figures for these categories (the paper reports MVTec "
+                 "AD's 15)");
     }
+    for (int k = 0; k < n_notes; k++) printf("%s\n", notes[k]);
+
+    /* The campaign page: the same table, each category linked to its report. */
+    dfr_campaign_row rows[MAX_CATEGORIES + 2];
+    char hrefs[MAX_CATEGORIES][300];
+    int nr = 0;
+    for (int i = 0; i < n; i++) {
+        dfr_campaign_row *w = &rows[nr++];
+        memset(w, 0, sizeof *w);
+        w->name = r[i].name;
+        snprintf(hrefs[i], sizeof hrefs[i], "%s/eval/report.html", r[i].name);
+        w->href = r[i].failed ? NULL : hrefs[i];
+        w->status = r[i].failed ? "failed" : r[i].skipped ? "done before" : "ok";
+        double v[4] = {r[i].pixel_auroc, r[i].image_auroc, r[i].aupro, r[i].f1};
+        for (int k = 0; k < 4; k++) w->ours[k] = r[i].failed ? NAN : v[k];
+        w->paper[0] = pub[i] ? pub[i]->pixel_auroc : NAN;
+        w->paper[1] = pub[i] ? pub[i]->aupro : NAN;
+        w->seconds = r[i].skipped || r[i].failed ? NAN : r[i].seconds;
+    }
+    for (int m = 0; m < 2; m++) {
+        if (m == 1 && !(pcnt && !all_reported)) break;
+        dfr_campaign_row *w = &rows[nr++];
+        memset(w, 0, sizeof *w);
+        w->name = m == 0 ? "mean" : "mean, paper's ones";
+        w->status = "";
+        w->is_mean = 1;
+        for (int k = 0; k < 4; k++) w->ours[k] = m == 0 ? mean[k] : smean[k];
+        for (int k = 0; k < 2; k++) w->paper[k] = m == 1 || all_reported ? pmean[k] : NAN;
+        w->seconds = NAN;
+    }
+    const char *note_ptr[3] = {notes[0], notes[1], notes[2]};
+    char hp[4200], sub[600];
+    snprintf(hp, sizeof hp, "%s/summary.html", out);
+    snprintf(sub, sizeof sub, "%d categor%s; this run: %d layers, %d px, %d epochs", n,
+             n == 1 ? "y" : "ies", rs.layers, rs.size, rs.epochs);
+    int hrc = dfr_report_write_campaign_html(hp, "dfrcl run: campaign summary", sub, rows, nr,
+                                             note_ptr, n_notes);
+    if (hrc) return hrc;
 
     /* CSV and JSON, atomically. */
     size_t cap = 256 + (size_t)n * 200, used = 0;
@@ -253,7 +299,7 @@ static int write_summary(const char *out, const cat_result *r, int n, run_settin
     char *js = cJSON_Print(root);
     snprintf(p, sizeof p, "%s/summary.json", out);
     if (!rc) rc = js ? dfr_write_file_atomic(p, js, strlen(js)) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
-    if (!rc) printf("summary: %s/summary.json, %s/summary.csv\n", out, out);
+    if (!rc) printf("summary: %s/summary.html, summary.json, summary.csv\n", out);
     free(js);
     free(csv);
     cJSON_Delete(root);

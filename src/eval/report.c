@@ -838,3 +838,108 @@ int dfr_report_write_html(const char *path, const dfr_report *r)
           f);
     return dfr_atomic_commit(&af);
 }
+
+/* ---- the campaign page ------------------------------------------------------------------ */
+
+static void put_cell(FILE *f, double v, int decimals)
+{
+    char buf[64];
+    if (!isfinite(v)) {
+        fputs("<td class=\"num na\">n/a</td>", f);
+        return;
+    }
+    fmt_fixed(buf, sizeof buf, v, decimals);
+    fprintf(f, "<td class=\"num\">%s</td>", buf);
+}
+
+/* ours - paper, green when not below, red when below by more than the paper's rounding. */
+static void put_delta(FILE *f, double ours, double paper)
+{
+    if (!isfinite(ours) || !isfinite(paper)) {
+        fputs("<td class=\"num na\"></td>", f);
+        return;
+    }
+    char buf[64];
+    double d = ours - paper;
+    fmt_fixed(buf, sizeof buf, d, 3);
+    const char *cls = d >= -0.005 ? "up" : "down";
+    fprintf(f, "<td class=\"num %s\">%s%s</td>", cls, d >= 0 ? "+" : "", buf);
+}
+
+int dfr_report_write_campaign_html(const char *path, const char *title, const char *subtitle,
+                                   const dfr_campaign_row *rows, int n, const char *const *notes,
+                                   int n_notes)
+{
+    if (!path || n < 0 || (n > 0 && !rows) || n_notes < 0 || (n_notes > 0 && !notes))
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "campaign page: bad arguments");
+    dfr_atomic_file af;
+    int rc = dfr_atomic_open(&af, path);
+    if (rc) return rc;
+    FILE *f = af.f;
+    if (!title || !*title) title = "dfrcl run";
+    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+          "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+          "style-src 'unsafe-inline'\">\n"
+          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+          "<meta name=\"generator\" content=\"dfrcl " DFRCL_VERSION "\">\n<title>",
+          f);
+    put_esc(f, title);
+    fputs("</title>\n<style>\n", f);
+    fputs(page_css, f);
+    fputs("td.up{color:var(--tp)}td.down{color:var(--fp)}tr.mean td{font-weight:600;"
+          "border-top:2px solid var(--fg)}th.span{text-align:center}ul.notes{color:var(--muted)}\n"
+          "</style>\n</head>\n<body>\n<main>\n<header>\n<h1>",
+          f);
+    put_esc(f, title);
+    fputs("</h1>\n", f);
+    if (subtitle && *subtitle) {
+        fputs("<p class=\"sub\">", f);
+        put_esc(f, subtitle);
+        fputs("</p>\n", f);
+    }
+    fputs("</header>\n<h2>Categories</h2>\n<table>\n<tr><th rowspan=\"2\">category</th>"
+          "<th class=\"span\" colspan=\"3\">pixel AUROC</th><th rowspan=\"2\">image AUROC</th>"
+          "<th class=\"span\" colspan=\"3\">AUPRO (FPR 0..0.3)</th><th rowspan=\"2\">F1 at "
+          "threshold</th><th rowspan=\"2\">time s</th><th rowspan=\"2\">status</th></tr>\n"
+          "<tr><th>ours</th><th>paper</th><th>&Delta;</th><th>ours</th><th>paper</th>"
+          "<th>&Delta;</th></tr>\n",
+          f);
+    for (int i = 0; i < n; i++) {
+        const dfr_campaign_row *r = &rows[i];
+        fputs(r->is_mean ? "<tr class=\"mean\"><td>" : "<tr><td>", f);
+        if (r->href && *r->href) {
+            fputs("<a href=\"", f);
+            put_esc(f, r->href);
+            fputs("\">", f);
+            put_esc(f, r->name);
+            fputs("</a>", f);
+        } else put_esc(f, r->name);
+        fputs("</td>", f);
+        put_cell(f, r->ours[0], 4);
+        put_cell(f, r->paper[0], r->is_mean ? 3 : 2);
+        put_delta(f, r->ours[0], r->paper[0]);
+        put_cell(f, r->ours[1], 4);
+        put_cell(f, r->ours[2], 4);
+        put_cell(f, r->paper[1], r->is_mean ? 3 : 2);
+        put_delta(f, r->ours[2], r->paper[1]);
+        put_cell(f, r->ours[3], 4);
+        put_cell(f, r->seconds, 0);
+        fputs("<td>", f);
+        put_esc(f, r->status);
+        fputs("</td></tr>\n", f);
+    }
+    fputs("</table>\n", f);
+    if (n_notes > 0) {
+        fputs("<ul class=\"notes\">\n", f);
+        for (int i = 0; i < n_notes; i++) {
+            fputs("<li>", f);
+            put_esc(f, notes[i]);
+            fputs("</li>\n", f);
+        }
+        fputs("</ul>\n", f);
+    }
+    fputs("<footer>Written by dfrcl " DFRCL_VERSION ". Each category's name links to its own "
+          "report.</footer>\n</main>\n</body>\n</html>\n",
+          f);
+    return dfr_atomic_commit(&af);
+}

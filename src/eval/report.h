@@ -83,6 +83,23 @@ typedef struct dfr_report {
  * DFRCL_ERR_IO for write failures, DFRCL_ERR_HOST_MEMORY. */
 int dfr_report_write_html(const char *path, const dfr_report *r);
 
+/* The campaign page of `dfrcl run` (DIR/summary.html): one row per category with ours beside the
+ * published figures, the difference coloured, and a link to the category's own report. */
+typedef struct dfr_campaign_row {
+    const char *name;
+    const char *href;    /* relative link to its report.html; NULL for none */
+    const char *status;  /* e.g. "ok", "failed", "done before" */
+    double ours[4];      /* pixel AUROC, image AUROC, AUPRO, F1 at threshold; NaN = n/a */
+    double paper[2];     /* published pixel AUROC and AUPRO; NaN = not published */
+    double seconds;      /* NaN for none */
+    int is_mean;         /* a mean row: drawn bold, after a rule */
+} dfr_campaign_row;
+
+/* Writes the page atomically. `notes` (n_notes lines, may be NULL when 0) go under the table. */
+int dfr_report_write_campaign_html(const char *path, const char *title, const char *subtitle,
+                                   const dfr_campaign_row *rows, int n, const char *const *notes,
+                                   int n_notes);
+
 /* Standard base64 (RFC 4648, '+' '/', '=' padding) of n bytes into out, which must hold
  * dfr_base64_len(n) + 1 bytes; NUL-terminated. Returns the number of characters written. */
 size_t dfr_base64_len(size_t n); /* 4 * ceil(n / 3); SIZE_MAX when that overflows */
