@@ -184,6 +184,8 @@ static const char page_css[] =
     "pre{white-space:pre-wrap;overflow-wrap:anywhere;font:12px/1.4 ui-monospace,"
     "'DejaVu Sans Mono',monospace;margin:8px 0 0}\n"
     "footer{color:var(--muted);font-size:12px;margin-top:24px}\n"
+    "td.up{color:var(--tp)}td.down{color:var(--fp)}tr.mean td{font-weight:600;"
+    "border-top:2px solid var(--fg)}th.span{text-align:center}ul.notes{color:var(--muted)}\n"
     "@media print{body{background:#fff}.view>label,.view>span{display:none}.card{break-inside:avoid}}\n";
 
 /* ---- verdicts and order ---------------------------------------------------------------- */
@@ -748,6 +750,31 @@ static void put_filter_css(FILE *f)
                 v_class[v]);
 }
 
+/* The page head up to the end of <header>'s title and subtitle. CSP: the page itself forbids
+ * every fetch (images only as data: URIs), so nothing can reach the network even if a caller
+ * string looked like a URL. `gallery` adds the gallery filter's CSS. */
+static void put_page_head(FILE *f, const char *title, const char *subtitle, int gallery)
+{
+    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+          "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+          "img-src data:; style-src 'unsafe-inline'\">\n"
+          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+          "<meta name=\"generator\" content=\"dfrcl " DFRCL_VERSION "\">\n<title>",
+          f);
+    put_esc(f, title);
+    fputs("</title>\n<style>\n", f);
+    fputs(page_css, f);
+    if (gallery) put_filter_css(f);
+    fputs("</style>\n</head>\n<body>\n<main>\n<header>\n<h1>", f);
+    put_esc(f, title);
+    fputs("</h1>\n", f);
+    if (subtitle && *subtitle) {
+        fputs("<p class=\"sub\">", f);
+        put_esc(f, subtitle);
+        fputs("</p>\n", f);
+    }
+}
+
 int dfr_report_write_html(const char *path, const dfr_report *r)
 {
     int rc = check_report(path, r);
@@ -782,26 +809,7 @@ int dfr_report_write_html(const char *path, const dfr_report *r)
     FILE *f = af.f;
     const char *title = r->title && *r->title ? r->title : "dfrcl evaluation report";
 
-    /* CSP: the page itself forbids every fetch, so nothing can reach the network even if a
-     * caller string looked like a URL. */
-    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-          "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-          "img-src data:; style-src 'unsafe-inline'\">\n"
-          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-          "<meta name=\"generator\" content=\"dfrcl " DFRCL_VERSION "\">\n<title>",
-          f);
-    put_esc(f, title);
-    fputs("</title>\n<style>\n", f);
-    fputs(page_css, f);
-    put_filter_css(f);
-    fputs("</style>\n</head>\n<body>\n<main>\n<header>\n<h1>", f);
-    put_esc(f, title);
-    fputs("</h1>\n", f);
-    if (r->subtitle && *r->subtitle) {
-        fputs("<p class=\"sub\">", f);
-        put_esc(f, r->subtitle);
-        fputs("</p>\n", f);
-    }
+    put_page_head(f, title, r->subtitle, 1);
     char thr[64];
     fmt_score(thr, sizeof thr, r->threshold);
     fprintf(f, "<ul class=\"summary\"><li><b>%d</b> test images (%d normal, %d defective)</li>"
@@ -877,26 +885,7 @@ int dfr_report_write_campaign_html(const char *path, const char *title, const ch
     if (rc) return rc;
     FILE *f = af.f;
     if (!title || !*title) title = "dfrcl run";
-    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-          "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-          "style-src 'unsafe-inline'\">\n"
-          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-          "<meta name=\"generator\" content=\"dfrcl " DFRCL_VERSION "\">\n<title>",
-          f);
-    put_esc(f, title);
-    fputs("</title>\n<style>\n", f);
-    fputs(page_css, f);
-    fputs("td.up{color:var(--tp)}td.down{color:var(--fp)}tr.mean td{font-weight:600;"
-          "border-top:2px solid var(--fg)}th.span{text-align:center}ul.notes{color:var(--muted)}\n"
-          "</style>\n</head>\n<body>\n<main>\n<header>\n<h1>",
-          f);
-    put_esc(f, title);
-    fputs("</h1>\n", f);
-    if (subtitle && *subtitle) {
-        fputs("<p class=\"sub\">", f);
-        put_esc(f, subtitle);
-        fputs("</p>\n", f);
-    }
+    put_page_head(f, title, subtitle, 0);
     fputs("</header>\n<h2>Categories</h2>\n<table>\n<tr><th rowspan=\"2\">category</th>"
           "<th class=\"span\" colspan=\"3\">pixel AUROC</th><th rowspan=\"2\">image AUROC</th>"
           "<th class=\"span\" colspan=\"3\">AUPRO (FPR 0..0.3)</th><th rowspan=\"2\">F1 at "
