@@ -100,6 +100,12 @@ typedef struct dfrcl_backbone dfrcl_backbone;
  * with torchvision names (features.N.weight / .bias) and uploads them. */
 DFRCL_API int dfrcl_backbone_load(dfrcl_backbone **bb, dfrcl_context *ctx, const char *path,
                                   int layers);
+/* A seeded random backbone of `layers` ReLU layers (1..16): Kaiming-uniform weights, small
+ * biases. Its features are NOT meaningful (no anomaly detection worth the name); it exists for
+ * tests and demos without pretrained weights. The same seed always gives the same backbone, so a
+ * model trained on it loads again with dfrcl_backbone_random(..., same layers, same seed). */
+DFRCL_API int dfrcl_backbone_random(dfrcl_backbone **bb, dfrcl_context *ctx, int layers,
+                                    uint32_t seed);
 DFRCL_API void dfrcl_backbone_close(dfrcl_backbone **bb);
 /* Total channels of the concatenated regional feature (1408 for 8 layers). */
 DFRCL_API int dfrcl_backbone_channels(const dfrcl_backbone *bb);
@@ -120,6 +126,75 @@ DFRCL_API void dfrcl_image_free(dfrcl_image *img);
 /* Computes the regional feature [C, size/4, size/4] of one image (which must
  * already be size x size) into `out` (C*(size/4)^2 floats, caller-owned). */
 DFRCL_API int dfrcl_features(dfrcl_backbone *bb, const dfrcl_image *img, int size, float *out);
+
+/* ---- DFR model: train, save, load, score ------------------------------ */
+
+/* A trained DFR model: a convolutional autoencoder over a backbone's regional features, plus the
+ * pixel-score threshold. The model BORROWS its backbone (it does not own or count it): keep the
+ * backbone (and its context) open while the model lives, and close the model first. A model and
+ * its backbone share device buffers: use them from one thread at a time. */
+typedef struct dfrcl_model dfrcl_model;
+
+/* What a model records (a copy; the model file's metadata). */
+typedef struct dfrcl_model_info {
+    int layers;               /* backbone ReLU layers from relu1_1 it was trained with */
+    int size;                 /* images are scored at size x size */
+    int channels;             /* channels of the regional feature */
+    int latent;               /* the autoencoder's latent size */
+    float threshold;          /* pixel score above which a pixel is anomalous */
+    double fpr;               /* pixel false-positive rate on the training images it was set for */
+    int epochs, batch, train_images;
+    float lr;                 /* Adam learning rate */
+    double final_loss;        /* mean training loss of the last epoch */
+    uint32_t seed;            /* seed of the initialisation and shuffling */
+    char backbone_sha256[65]; /* identity of the backbone tensors (hex) */
+    char backbone_desc[256];  /* how to get that backbone again: "file NAME" or "random seed N" */
+} dfrcl_model_info;
+
+typedef struct dfrcl_train_options {
+    int epochs;       /* autoencoder epochs (default 150) */
+    int batch;        /* images per batch (default 4) */
+    float lr;         /* Adam learning rate (default 1e-4) */
+    int latent;       /* latent size; 0 = by PCA (default) */
+    double pca_keep;  /* with latent 0: fraction of the variance to keep (default 0.9) */
+    int pca_images;   /* with latent 0: images the PCA looks at (default 10) */
+    double fpr;       /* threshold's pixel false-positive rate on the training images (0.005) */
+    uint32_t seed;    /* seed of the initialisation and shuffling (default 0) */
+    /* Progress, may be NULL (default). Called with phase "features" after each image's features
+     * (done of total images, loss 0), "train" after each epoch (done of total epochs, loss = the
+     * epoch's mean loss), "threshold" while scoring the training images (done of total). */
+    void (*progress)(void *user, const char *phase, int done, int total, double loss);
+    void *user;       /* passed to progress */
+} dfrcl_train_options;
+
+/* Fills o with the defaults above (the published DFR setting). */
+DFRCL_API void dfrcl_default_train_options(dfrcl_train_options *o);
+
+/* Trains a model on n defect-free images (PNG or JPEG files, resized to size x size) with the
+ * backbone bb (borrowed, see above). size: 4..8192, a multiple of 4 (of 8 with relu4_x layers,
+ * of 16 with relu5_x), at least 16 with relu4_x layers, 32 with relu5_x; 256 as published.
+ * o may be NULL for the defaults. Takes minutes to hours on real data. */
+DFRCL_API int dfrcl_model_train(dfrcl_model **m, dfrcl_backbone *bb,
+                                const char *const *image_paths, int n, int size,
+                                const dfrcl_train_options *o);
+
+/* Model files (safetensors with metadata). Saving is atomic (temporary file + rename). Loading
+ * checks the format and that bb is the backbone the model was trained with (same layers and
+ * tensors, else DFRCL_ERR_MISMATCH); dfrcl_model_peek reads only the metadata, to know which
+ * backbone to open first. */
+DFRCL_API int dfrcl_model_save(dfrcl_model *m, const char *path);
+DFRCL_API int dfrcl_model_load(dfrcl_model **m, dfrcl_backbone *bb, const char *path);
+DFRCL_API int dfrcl_model_peek(dfrcl_model_info *info, const char *path);
+DFRCL_API int dfrcl_model_get_info(const dfrcl_model *m, dfrcl_model_info *info);
+DFRCL_API void dfrcl_model_close(dfrcl_model **m);
+
+/* Scores one image, which must already be size x size (the model's size; resize it first with
+ * dfrcl_image_resize), 1 or 3 channels. map (caller-owned, size*size floats, row-major) receives
+ * the pixel score map; *score the image score, the maximum of the map (score may be NULL).
+ * A pixel is anomalous when its score exceeds the model's threshold. */
+DFRCL_API int dfrcl_model_score(dfrcl_model *m, const dfrcl_image *img, float *map, float *score);
+/* Same for an image file of any size: decoded and resized to the model's size first. */
+DFRCL_API int dfrcl_model_score_file(dfrcl_model *m, const char *path, float *map, float *score);
 
 #ifdef __cplusplus
 }

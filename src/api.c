@@ -1,8 +1,12 @@
 /* The public API (include/dfrcl.h) over the internal runtime and model. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cl/runtime.h"
+#include "io/image.h"
+#include "io/safetensors.h"
+#include "model/dfr.h"
 #include "model/vgg19.h"
 #include "util/error.h"
 
@@ -15,7 +19,19 @@ struct dfrcl_backbone {
     dfr_vgg19 *vgg;
     cl_mem feat; /* [C, size/4, size/4] for one image */
     int feat_size;
+    char desc[256]; /* how to get it again, for model files: "file NAME" or "random seed N" */
 };
+
+struct dfrcl_model {
+    dfrcl_backbone *bb; /* borrowed */
+    dfr_model *m;
+};
+
+/* Argument checks: a NULL or out-of-range argument is DFRCL_ERR_INVALID_ARG, never a crash. */
+#define CHECK_ARG(cond, ...)                                                                   \
+    do {                                                                                       \
+        if (!(cond)) return dfr_error(DFRCL_ERR_INVALID_ARG, __VA_ARGS__);                     \
+    } while (0)
 
 int dfrcl_list_devices(dfrcl_device_info **out, int *count)
 {
@@ -60,19 +76,43 @@ const dfrcl_device_info *dfrcl_context_device(const dfrcl_context *c) { return &
 
 const char *dfrcl_layer_name(int layer) { return dfr_vgg19_layer_name(layer); }
 
-int dfrcl_backbone_load(dfrcl_backbone **out, dfrcl_context *ctx, const char *path, int layers)
+/* Loads (path != NULL) or makes a random backbone (path == NULL). */
+static int backbone_open(dfrcl_backbone **out, dfrcl_context *ctx, const char *path, int layers,
+                         uint32_t seed)
 {
+    const char *fn = path ? "dfrcl_backbone_load" : "dfrcl_backbone_random";
+    CHECK_ARG(out, "%s: bb is NULL", fn);
     *out = NULL;
+    CHECK_ARG(ctx, "%s: ctx is NULL", fn);
     dfrcl_backbone *bb = calloc(1, sizeof *bb);
     if (!bb) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     bb->ctx = ctx;
-    int rc = dfr_vgg19_load(&bb->vgg, ctx->rt, path, layers);
+    int rc;
+    if (path) {
+        rc = dfr_vgg19_load(&bb->vgg, ctx->rt, path, layers);
+        const char *slash = strrchr(path, '/');
+        snprintf(bb->desc, sizeof bb->desc, "file %s", slash ? slash + 1 : path);
+    } else {
+        rc = dfr_vgg19_random(&bb->vgg, ctx->rt, layers, seed);
+        snprintf(bb->desc, sizeof bb->desc, "random seed %u", (unsigned)seed);
+    }
     if (rc) {
         free(bb);
         return rc;
     }
     *out = bb;
     return DFRCL_OK;
+}
+
+int dfrcl_backbone_load(dfrcl_backbone **out, dfrcl_context *ctx, const char *path, int layers)
+{
+    CHECK_ARG(path, "dfrcl_backbone_load: path is NULL");
+    return backbone_open(out, ctx, path, layers, 0);
+}
+
+int dfrcl_backbone_random(dfrcl_backbone **out, dfrcl_context *ctx, int layers, uint32_t seed)
+{
+    return backbone_open(out, ctx, NULL, layers, seed);
 }
 
 void dfrcl_backbone_close(dfrcl_backbone **pb)
@@ -104,5 +144,195 @@ int dfrcl_features(dfrcl_backbone *bb, const dfrcl_image *img, int size, float *
     }
     int rc = dfr_vgg19_features(bb->vgg, img->pixels, img->channels, size, bb->feat, 0);
     if (!rc) rc = dfr_read(bb->ctx->rt, bb->feat, 0, n * sizeof(float), out, "download");
+    return rc;
+}
+
+/* ---- DFR model ---- */
+
+void dfrcl_default_train_options(dfrcl_train_options *o)
+{
+    if (!o) return;
+    dfr_train_opts d;
+    dfr_train_defaults(&d);
+    memset(o, 0, sizeof *o);
+    o->epochs = d.epochs;
+    o->batch = d.batch;
+    o->lr = d.lr;
+    o->latent = d.latent;
+    o->pca_keep = d.pca_keep;
+    o->pca_images = d.pca_images;
+    o->fpr = d.fpr;
+    o->seed = d.seed;
+}
+
+/* The image size the backbone's layers accept (as dfr_vgg19_features checks it, but before any
+ * image is decoded or any buffer sized by it is allocated). */
+static int check_size(const dfr_vgg19 *v, int size)
+{
+    int last_block = dfr_vgg19_layer_block(v->layers - 1);
+    int multiple = 4 > (1 << last_block) ? 4 : 1 << last_block;
+    int smallest = 4 > (2 << last_block) ? 4 : 2 << last_block;
+    CHECK_ARG(size >= smallest && size <= 8192 && size % multiple == 0,
+              "dfrcl_model_train: size %d does not fit a %d-layer backbone: it must be a multiple "
+              "of %d in %d..8192",
+              size, v->layers, multiple, smallest);
+    return DFRCL_OK;
+}
+
+static dfrcl_model *model_wrap(dfrcl_backbone *bb, dfr_model **pm)
+{
+    dfrcl_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        dfr_model_free(pm);
+        dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+        return NULL;
+    }
+    m->bb = bb;
+    m->m = *pm;
+    *pm = NULL;
+    return m;
+}
+
+int dfrcl_model_train(dfrcl_model **out, dfrcl_backbone *bb, const char *const *image_paths,
+                      int n, int size, const dfrcl_train_options *o)
+{
+    CHECK_ARG(out, "dfrcl_model_train: m is NULL");
+    *out = NULL;
+    CHECK_ARG(bb, "dfrcl_model_train: bb is NULL");
+    CHECK_ARG(n >= 1, "dfrcl_model_train: no training images (n = %d)", n);
+    CHECK_ARG(image_paths, "dfrcl_model_train: image_paths is NULL");
+    for (int i = 0; i < n; i++)
+        CHECK_ARG(image_paths[i], "dfrcl_model_train: image_paths[%d] is NULL", i);
+    int rc = check_size(bb->vgg, size);
+    if (rc) return rc;
+    dfrcl_train_options def;
+    if (!o) {
+        dfrcl_default_train_options(&def);
+        o = &def;
+    }
+    CHECK_ARG(o->latent >= 0, "dfrcl_model_train: latent %d (0 = by PCA, else the size)", o->latent);
+    CHECK_ARG(o->latent > 0 || (o->pca_keep > 0 && o->pca_keep <= 1 && o->pca_images >= 1),
+              "dfrcl_model_train: bad PCA options (pca_keep %g must be in (0, 1], pca_images %d "
+              "at least 1)",
+              o->pca_keep, o->pca_images);
+    dfr_train_opts t;
+    dfr_train_defaults(&t);
+    t.epochs = o->epochs;
+    t.batch = o->batch;
+    t.lr = o->lr;
+    t.latent = o->latent;
+    t.pca_keep = o->pca_keep;
+    t.pca_images = o->pca_images;
+    t.fpr = o->fpr;
+    t.seed = o->seed;
+    t.progress = o->progress;
+    t.user = o->user;
+    dfr_model *dm = NULL;
+    rc = dfr_train(&dm, bb->ctx->rt, bb->vgg, image_paths, n, size, &t);
+    if (rc) return rc;
+    snprintf(dm->info.backbone_desc, sizeof dm->info.backbone_desc, "%s", bb->desc);
+    *out = model_wrap(bb, &dm);
+    return *out ? DFRCL_OK : DFRCL_ERR_HOST_MEMORY;
+}
+
+int dfrcl_model_save(dfrcl_model *m, const char *path)
+{
+    CHECK_ARG(m, "dfrcl_model_save: m is NULL");
+    CHECK_ARG(path && *path, "dfrcl_model_save: no path");
+    return dfr_model_save(m->m, path);
+}
+
+int dfrcl_model_load(dfrcl_model **out, dfrcl_backbone *bb, const char *path)
+{
+    CHECK_ARG(out, "dfrcl_model_load: m is NULL");
+    *out = NULL;
+    CHECK_ARG(bb, "dfrcl_model_load: bb is NULL");
+    CHECK_ARG(path && *path, "dfrcl_model_load: no path");
+    dfr_model *dm = NULL;
+    int rc = dfr_model_load(&dm, bb->ctx->rt, bb->vgg, path);
+    if (rc) return rc;
+    *out = model_wrap(bb, &dm);
+    return *out ? DFRCL_OK : DFRCL_ERR_HOST_MEMORY;
+}
+
+static void info_copy(dfrcl_model_info *o, const dfr_model_info *in)
+{
+    memset(o, 0, sizeof *o);
+    o->layers = in->layers;
+    o->size = in->size;
+    o->channels = in->channels;
+    o->latent = in->latent;
+    /* Pixel scores are floats: the threshold is one of them, and the file's 9 digits restore it
+     * exactly as a float (not as the double they print). */
+    o->threshold = (float)in->threshold;
+    o->fpr = in->fpr;
+    o->epochs = in->epochs;
+    o->batch = in->batch;
+    o->train_images = in->train_images;
+    o->lr = (float)in->lr;
+    o->final_loss = in->final_loss;
+    o->seed = in->seed;
+    snprintf(o->backbone_sha256, sizeof o->backbone_sha256, "%s", in->backbone_sha256);
+    snprintf(o->backbone_desc, sizeof o->backbone_desc, "%s", in->backbone_desc);
+}
+
+int dfrcl_model_peek(dfrcl_model_info *info, const char *path)
+{
+    CHECK_ARG(info, "dfrcl_model_peek: info is NULL");
+    CHECK_ARG(path && *path, "dfrcl_model_peek: no path");
+    dfr_model_info in;
+    int rc = dfr_model_peek(path, &in);
+    if (rc) return rc;
+    info_copy(info, &in);
+    return DFRCL_OK;
+}
+
+int dfrcl_model_get_info(const dfrcl_model *m, dfrcl_model_info *info)
+{
+    CHECK_ARG(m, "dfrcl_model_get_info: m is NULL");
+    CHECK_ARG(info, "dfrcl_model_get_info: info is NULL");
+    info_copy(info, &m->m->info);
+    return DFRCL_OK;
+}
+
+void dfrcl_model_close(dfrcl_model **pm)
+{
+    if (!pm || !*pm) return;
+    dfr_model_free(&(*pm)->m);
+    free(*pm);
+    *pm = NULL;
+}
+
+int dfrcl_model_score(dfrcl_model *m, const dfrcl_image *img, float *map, float *score)
+{
+    CHECK_ARG(m, "dfrcl_model_score: m is NULL");
+    CHECK_ARG(map, "dfrcl_model_score: map is NULL");
+    int rc = dfr_image_check(img, "dfrcl_model_score");
+    if (rc) return rc;
+    int S = m->m->info.size;
+    CHECK_ARG(img->width == S && img->height == S,
+              "dfrcl_model_score: the image is %dx%d but the model scores %dx%d images (resize it "
+              "first: dfrcl_image_resize, or use dfrcl_model_score_file)",
+              img->width, img->height, S, S);
+    CHECK_ARG(img->channels == 1 || img->channels == 3,
+              "dfrcl_model_score: the image has %d channels (1 or 3 expected)", img->channels);
+    float s;
+    rc = dfr_model_score(m->m, img->pixels, img->channels, map, &s);
+    if (!rc && score) *score = s;
+    return rc;
+}
+
+int dfrcl_model_score_file(dfrcl_model *m, const char *path, float *map, float *score)
+{
+    CHECK_ARG(m, "dfrcl_model_score_file: m is NULL");
+    CHECK_ARG(path && *path, "dfrcl_model_score_file: no path");
+    CHECK_ARG(map, "dfrcl_model_score_file: map is NULL");
+    dfrcl_image img = {0};
+    int rc = dfr_model_load_image(m->m, path, &img, NULL, NULL);
+    if (!rc) {
+        rc = dfrcl_model_score(m, &img, map, score);
+        if (rc) rc = dfr_error_prefix(rc, "%s", path);
+    }
+    dfrcl_image_free(&img);
     return rc;
 }

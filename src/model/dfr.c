@@ -436,7 +436,11 @@ static int read_info(dfr_safetensors *st, const char *path, dfr_model_info *in)
     if (meta_long(st, path, "epochs", 0, 1 << 30, &v) == 0) in->epochs = (int)v;
     if (meta_long(st, path, "seed", 0, 0xffffffffL, &v) == 0) in->seed = (uint32_t)v;
     if (meta_long(st, path, "train_images", 0, 1 << 30, &v) == 0) in->train_images = (int)v;
-    dfr_error_clear();
+    if (meta_long(st, path, "batch", 0, 1 << 30, &v) == 0) in->batch = (int)v;
+    double d = 0;
+    if (meta_double(st, path, "lr", &d) == 0) in->lr = d;
+    if (meta_double(st, path, "final_loss", &d) == 0) in->final_loss = d;
+    dfr_error_clear(); /* the training record is informative: a missing field stays 0 */
     if (in->size % 4 || in->latent > in->channels || in->channels != dfr_vgg19_channels(in->layers))
         return dfr_error(DFRCL_ERR_FORMAT,
                          "%s: inconsistent model metadata (layers %d, channels %d, latent %d, size %d)",
