@@ -180,8 +180,11 @@ static void test_acc_hand(void **state)
     dfr_curve_free(&iroc);
     dfr_curve_free(&pro);
     assert_null(roc.x);
-    /* the threshold is inclusive: exactly 0.2f takes the 0.2f pixels */
+    /* the model's threshold is exclusive: exactly 0.2f leaves the 0.2f pixels out, just below
+     * it takes them */
     assert_int_equal(dfr_eval_acc_finish(a, (double)0.2f, &m, NULL, NULL, NULL), 0);
+    assert_true(m.recall < 1.0);
+    assert_int_equal(dfr_eval_acc_finish(a, nextafter((double)0.2f, 0.0), &m, NULL, NULL, NULL), 0);
     assert_same(m.precision, 0.5, 0);
     assert_same(m.recall, 1.0, 0);
     assert_same(m.f1, 4.0 / 6.0, 1e-15);
@@ -375,9 +378,12 @@ static void run_fixture(const char *file)
         dfr_curve_free(&iroc);
         dfr_curve_free(&pro);
     }
-    /* the same ">=" rule in both: at the best-F1 threshold, the F1 is the best F1 */
+    /* the best-F1 threshold is inclusive (score >= it), the model's exclusive (score > it): just
+     * below the best-F1 threshold, the F1 at the threshold is the best F1 (scores are floats, so
+     * nothing lies between the two) */
     dfr_metrics m;
-    assert_int_equal(dfr_eval_acc_finish(a, meta_num(st, "best_f1_threshold"), &m, NULL, NULL, NULL), 0);
+    double below = nextafter(meta_num(st, "best_f1_threshold"), -INFINITY);
+    assert_int_equal(dfr_eval_acc_finish(a, below, &m, NULL, NULL, NULL), 0);
     assert_same(m.f1, meta_num(st, "best_f1"), TOL);
     dfr_eval_acc_free(&a);
     free(scores);
@@ -623,7 +629,7 @@ static void test_large(void **state)
         TP += hd[l];
         FP += hn[l];
         pr += hw_[l];
-        if ((double)l / L >= 0.5) {
+        if ((double)l / L > 0.5) { /* the model's rule: above the threshold */
             tp5 = TP;
             fp5 = FP;
         }

@@ -13,7 +13,8 @@ The reference values are computed independently of dfrcl's C code:
                             here, at generation time only: the test reads the values stored in
                             the fixture and does not need ../shared
   regions                   scipy.ndimage.label with a 3x3 structure (8-connected)
-  precision/recall/F1/IoU   numpy counts of score >= threshold, compared in float64
+  precision/recall/F1/IoU   numpy counts of score > threshold (the model's rule, as dfrcl infer
+                            draws its masks), compared in float64
 Each file holds: scores F32 [n,h,w], masks U8 [n,h,w] (nonzero = defective), labels U8 [n],
 roc_fpr/roc_tpr and image_roc_fpr/image_roc_tpr F64, and the reference values as metadata strings
 (Python repr of float64; lists space-separated; 'nan' where undefined).
@@ -94,7 +95,7 @@ def reference(scores, masks, labels, thresholds, mr):
     meta['defective_images'] = str(int(labels.sum()))
     cols = {k: [] for k in ('precision', 'recall', 'f1', 'iou')}
     for th in thresholds:
-        pred = s64 >= th                    # float64: the threshold is not rounded to float32
+        pred = s64 > th                     # float64: the threshold is not rounded to float32
         tp = float(np.sum(pred & y)); fp = float(np.sum(pred & ~y)); fn = float(np.sum(~pred & y))
         cols['precision'].append(tp / (tp + fp) if tp + fp > 0 else float('nan'))
         cols['recall'].append(tp / (tp + fn) if tp + fn > 0 else float('nan'))

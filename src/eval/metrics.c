@@ -207,7 +207,7 @@ typedef struct walk_in {
 
 typedef struct walk_out {
     double auroc, aupro, best_f1, best_thr;
-    uint64_t tp_t, fp_t; /* counts at score >= threshold */
+    uint64_t tp_t, fp_t; /* counts at score > threshold */
 } walk_out;
 
 /* Neumaier-compensated running sum: PRO adds millions of 1/|region| terms. */
@@ -259,7 +259,7 @@ static void walk(const walk_in *in, walk_out *out, curve_builder *roc, curve_bui
         TP += tg;
         FP += fg;
         double v = key_score(k);
-        if (v >= in->threshold) {
+        if (v > in->threshold) { /* the model's rule: a pixel above the threshold is anomalous */
             out->tp_t = TP;
             out->fp_t = FP;
         }

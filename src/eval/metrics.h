@@ -14,8 +14,9 @@
  * - Best pixel F1 over all thresholds (every distinct score). A pixel is predicted defective when
  *   score >= threshold. Among thresholds with the same F1 the lowest is reported, as an argmax
  *   over scikit-learn's ascending precision_recall_curve thresholds would.
- * - At a given threshold (score >= threshold is defective): pixel precision TP/(TP+FP), recall
- *   TP/(TP+FN), F1 = 2TP/(2TP+FP+FN) and IoU = TP/(TP+FP+FN).
+ * - At a given threshold, the model's: pixel precision TP/(TP+FP), recall TP/(TP+FN),
+ *   F1 = 2TP/(2TP+FP+FN) and IoU = TP/(TP+FP+FN), where score > threshold is defective (strictly,
+ *   as dfrcl infer draws its masks and verdicts; the best-F1 search above uses >=).
  *
  * Undefined values are NaN (callers print "n/a"): both AUROCs and the best F1 need at least one
  * positive and one negative (pixel or image); AUPRO needs at least one normal pixel and one
