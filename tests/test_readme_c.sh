@@ -1,12 +1,12 @@
 #!/bin/sh
 # The README's C example ("Use from C") compiles as written against the public header and the
 # shared library, and behaves: usage exit 2, an error naming a missing model file, exit 1.
-# Usage: test_readme_c.sh REPO_ROOT LIBDIR CC
-root="$1"; libdir="$2"; cc="$3"
+# Usage: test_readme_c.sh REPO_ROOT LIBDIR CC [EXTRA_CFLAGS]
+root="$1"; libdir="$2"; cc="$3"; extra="$4"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 awk '/^## Use from C/{s=1} s&&/^```c$/{c=1;next} c&&/^```$/{exit} c{print}' "$root/README.md" > "$tmp/score.c"
 [ -s "$tmp/score.c" ] || { echo "FAIL: no C example under '## Use from C' in README.md"; exit 1; }
-"$cc" -std=c11 -Wall -Wextra -Werror -I "$root/include" "$tmp/score.c" -L "$libdir" -ldfrcl \
+"$cc" $extra -std=c11 -Wall -Wextra -Werror -I "$root/include" "$tmp/score.c" -L "$libdir" -ldfrcl \
   -Wl,-rpath,"$libdir" -o "$tmp/score" || { echo "FAIL: the README's C example does not compile"; exit 1; }
 "$tmp/score"; rc=$?
 [ "$rc" -eq 2 ] || { echo "FAIL: no arguments -> exit $rc, want 2"; exit 1; }
