@@ -1,6 +1,7 @@
 /* dfrcl run: an evaluation campaign — train and evaluate every category of a dataset root,
  * resumable, ending with a summary table, JSON and CSV. */
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <getopt.h>
 #include <math.h>
@@ -124,6 +125,18 @@ static void add_num_or_null(cJSON *o, const char *k, double v)
     else cJSON_AddNullToObject(o, k);
 }
 
+/* A folder name as a relative URL path: bytes other than unreserved ones percent-encoded (a
+ * category named "a#b" must not become a fragment). */
+static void url_path(char *out, size_t n, const char *name)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p && o + 4 < n; p++) {
+        if (isalnum(*p) || strchr("-._~", *p)) out[o++] = (char)*p;
+        else o += (size_t)snprintf(out + o, n - o, "%%%02X", *p);
+    }
+    out[o] = 0;
+}
+
 static void print_mean_row(const char *label, const double mean[4], const double *pmean)
 {
     char a[16], b[16], c[16], d[16], pa[16] = "-", pc[16] = "-";
@@ -202,13 +215,14 @@ static int write_summary(const char *out, const cat_result *r, int n, run_settin
 
     /* The campaign page: the same table, each category linked to its report. */
     dfr_campaign_row rows[MAX_CATEGORIES + 2];
-    char hrefs[MAX_CATEGORIES][300];
+    char hrefs[MAX_CATEGORIES][800]; /* a 255-byte name percent-encoded, and the rest */
     int nr = 0;
     for (int i = 0; i < n; i++) {
         dfr_campaign_row *w = &rows[nr++];
         memset(w, 0, sizeof *w);
         w->name = r[i].name;
-        snprintf(hrefs[i], sizeof hrefs[i], "%s/eval/report.html", r[i].name);
+        url_path(hrefs[i], sizeof hrefs[i], r[i].name);
+        strncat(hrefs[i], "/eval/report.html", sizeof hrefs[i] - strlen(hrefs[i]) - 1);
         w->href = r[i].failed ? NULL : hrefs[i];
         w->status = r[i].failed ? "failed" : r[i].skipped ? "done before" : "ok";
         double v[4] = {r[i].pixel_auroc, r[i].image_auroc, r[i].aupro, r[i].f1};
