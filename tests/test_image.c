@@ -19,6 +19,7 @@
 #include <spng.h>
 
 #include "io/image.h"
+#include "io/prefetch.h"
 #include "testutil.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -721,6 +722,82 @@ static int teardown_dir(void **state)
     return 0;
 }
 
+/* Decoding ahead: the images come back in order, equal to a direct decode and resize, each with
+ * its own status (a corrupt file in the middle fails alone, its message naming it), for any
+ * depth; closing early frees what was not taken; nothing to decode works too. */
+static void test_prefetch(void **state)
+{
+    (void)state;
+    enum { N = 7 };
+    char paths[N][4096];
+    const char *pp[N];
+    for (int i = 0; i < N; i++) {
+        int w = 20 + 7 * i, h = 31 - 2 * i, ch = i % 2 ? 3 : 1;
+        uint8_t *px = malloc((size_t)w * h * ch);
+        assert_non_null(px);
+        for (int k = 0; k < w * h * ch; k++) px[k] = (uint8_t)(k * 37 + i * 11);
+        snprintf(paths[i], sizeof paths[i], "%s/pf%d.png", tmpdir, i);
+        if (i == 3) { /* not an image */
+            FILE *f = fopen(paths[i], "wb");
+            assert_non_null(f);
+            fputs("not a picture", f);
+            fclose(f);
+        } else assert_int_equal(dfr_png_write(paths[i], w, h, ch, px), 0);
+        free(px);
+        pp[i] = paths[i];
+    }
+    for (int depth = 1; depth <= 3; depth++)
+        for (int size = 0; size <= 16; size += 16) {
+            dfr_prefetch *pf = NULL;
+            assert_int_equal(dfr_prefetch_open(&pf, pp, N, size, depth), 0);
+            for (int i = 0; i < N; i++) {
+                dfrcl_image a = {0}, b = {0};
+                int aw = 0, ah = 0, bw = 0, bh = 0;
+                int ra = dfr_prefetch_next(pf, &a, &aw, &ah);
+                if (i == 3) {
+                    assert_int_equal(ra, DFRCL_ERR_FORMAT);
+                    assert_non_null(strstr(dfrcl_last_error(), "pf3.png"));
+                    assert_null(a.pixels);
+                    continue;
+                }
+                assert_int_equal(ra, 0);
+                assert_int_equal(dfr_image_load_resized(pp[i], size, &b, &bw, &bh), 0);
+                assert_int_equal(aw, bw);
+                assert_int_equal(ah, bh);
+                assert_int_equal(a.width, size ? size : bw);
+                assert_int_equal(a.width, b.width);
+                assert_int_equal(a.height, b.height);
+                assert_int_equal(a.channels, b.channels);
+                assert_memory_equal(a.pixels, b.pixels, (size_t)a.width * a.height * a.channels);
+                dfrcl_image_free(&a);
+                dfrcl_image_free(&b);
+            }
+            dfrcl_image c = {0};
+            assert_int_equal(dfr_prefetch_next(pf, &c, NULL, NULL), DFRCL_ERR_INVALID_ARG);
+            dfr_prefetch_close(&pf);
+            assert_null(pf);
+        }
+    /* closing after one image, or before any: the worker stops, the rest is freed (ASan) */
+    for (int taken = 0; taken <= 1; taken++) {
+        dfr_prefetch *pf = NULL;
+        assert_int_equal(dfr_prefetch_open(&pf, pp, N, 8, 2), 0);
+        if (taken) {
+            dfrcl_image a = {0};
+            assert_int_equal(dfr_prefetch_next(pf, &a, NULL, NULL), 0);
+            dfrcl_image_free(&a);
+        }
+        dfr_prefetch_close(&pf);
+    }
+    dfr_prefetch *pf = NULL;
+    assert_int_equal(dfr_prefetch_open(&pf, NULL, 0, 8, 2), 0);
+    dfrcl_image a = {0};
+    assert_int_equal(dfr_prefetch_next(pf, &a, NULL, NULL), DFRCL_ERR_INVALID_ARG);
+    dfr_prefetch_close(&pf);
+    dfr_prefetch_close(&pf); /* NULL: nothing */
+    assert_int_equal(dfr_prefetch_open(&pf, pp, N, 8, 0), DFRCL_ERR_INVALID_ARG);
+    assert_null(pf);
+}
+
 int main(int argc, char **argv)
 {
     dfr_verbosity = 0;
@@ -750,6 +827,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_resize_matches_pil),
         cmocka_unit_test(test_resize_properties),
         cmocka_unit_test(test_resize_bad_args),
+        cmocka_unit_test(test_prefetch),
     };
     return cmocka_run_group_tests_name("image", tests, setup_dir, teardown_dir);
 }

@@ -11,6 +11,7 @@
 #include "io/heatmap.h"
 #include "io/image.h"
 #include "io/npy.h"
+#include "io/prefetch.h"
 #include "model/dfr.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -128,6 +129,9 @@ int cmd_infer(int argc, char **argv)
     cli_progress_start(&prog, "infer", n, "img", bo.verbosity == 0 || !out_dir);
     prog.images_per_unit = 1;
     if (!rc && !json) printf("%-50s %12s  %s\n", "image", "score", "verdict");
+    /* Images are decoded on a worker thread, ahead of the device's work. */
+    dfr_prefetch *pf = NULL;
+    if (!rc) rc = dfr_prefetch_open(&pf, (const char *const *)argv + optind, n, info.size, 2);
     for (int i = 0; i < n && !rc; i++) {
         const char *path = argv[optind + i];
         dfrcl_image img = {0};
@@ -135,7 +139,7 @@ int cmd_infer(int argc, char **argv)
         cJSON *item = cJSON_CreateObject();
         cJSON_AddStringToObject(item, "path", path);
         /* An unreadable image is reported and skipped; any other failure stops the run. */
-        int r = dfr_model_load_image(m, path, &img, NULL, NULL);
+        int r = dfr_prefetch_next(pf, &img, NULL, NULL);
         if (r == DFRCL_ERR_FORMAT || r == DFRCL_ERR_IO) {
             fprintf(stderr, "dfrcl: error: %s\n", dfrcl_last_error());
             cJSON_AddStringToObject(item, "error", dfrcl_last_error());
@@ -160,6 +164,7 @@ int cmd_infer(int argc, char **argv)
         dfrcl_image_free(&img);
         cli_progress_update(&prog, i + 1, 1, NULL);
     }
+    dfr_prefetch_close(&pf);
     cli_progress_end(&prog);
     if (!rc) {
         if (json) {

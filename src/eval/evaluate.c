@@ -16,6 +16,7 @@
 #include "io/heatmap.h"
 #include "io/image.h"
 #include "io/npy.h"
+#include "io/prefetch.h"
 #include "util/error.h"
 #include "util/fsutil.h"
 
@@ -175,9 +176,14 @@ int dfr_evaluate(dfr_model *m, const dfr_test_set *ts, const dfr_eval_opts *o, d
     dfr_eval_acc *acc = NULL;
     dfr_report_item *items = o->out_dir ? calloc((size_t)ts->count, sizeof *items) : NULL;
     dfr_curve proc = {0}, iroc = {0}, pro = {0};
-    int rc = (!map || !mask || (o->out_dir && !items))
+    /* The test images are decoded on a worker thread, ahead of the device's work. */
+    const char **paths = malloc((ts->count > 0 ? (size_t)ts->count : 1) * sizeof *paths);
+    dfr_prefetch *pf = NULL;
+    for (int i = 0; paths && i < ts->count; i++) paths[i] = ts->items[i].path;
+    int rc = (!map || !mask || !paths || (o->out_dir && !items))
                  ? dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory")
                  : dfr_eval_acc_new(&acc, S, S, ts->count);
+    if (!rc) rc = dfr_prefetch_open(&pf, paths, ts->count, S, 2);
     if (!rc && ts->missing_masks)
         dfr_log(1, "warning: %d defective image(s) have no ground-truth mask: pixel-level metrics "
                    "are skipped, image AUROC only",
@@ -187,7 +193,7 @@ int dfr_evaluate(dfr_model *m, const dfr_test_set *ts, const dfr_eval_opts *o, d
         dfrcl_image img = {0}, gt = {0}, ov = {0};
         float score = 0;
         int ow = 0, oh = 0;
-        rc = dfr_model_load_image(m, it->path, &img, &ow, &oh);
+        rc = dfr_prefetch_next(pf, &img, &ow, &oh);
         if (!rc) rc = dfr_model_score(m, img.pixels, img.channels, map, &score);
         memset(mask, 0, SS);
         if (!rc && it->mask_path) {
@@ -232,6 +238,8 @@ int dfr_evaluate(dfr_model *m, const dfr_test_set *ts, const dfr_eval_opts *o, d
         dfrcl_image_free(&ov);
         if (o->progress) o->progress(o->user, i + 1, ts->count);
     }
+    dfr_prefetch_close(&pf);
+    free(paths);
     if (!rc) rc = dfr_eval_acc_finish(acc, thr, res, &proc, &iroc, &pro);
     if (!rc && ts->missing_masks) {
         res->pixel_auroc = res->aupro = NAN;

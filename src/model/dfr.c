@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "io/image.h"
+#include "io/prefetch.h"
 #include "io/safetensors.h"
 #include "model/pca.h"
 #include "ops/ops.h"
@@ -25,27 +26,10 @@ void dfr_train_defaults(dfr_train_opts *o)
     o->fpr = 0.005;
 }
 
-static int load_resized(const char *path, int size, dfrcl_image *img, int *orig_w, int *orig_h)
-{
-    dfrcl_image raw = {0};
-    int rc = dfrcl_image_load(&raw, path);
-    if (rc) return rc;
-    if (orig_w) *orig_w = raw.width;
-    if (orig_h) *orig_h = raw.height;
-    if (raw.width == size && raw.height == size) {
-        *img = raw;
-        return DFRCL_OK;
-    }
-    rc = dfrcl_image_resize(img, &raw, size, size);
-    dfrcl_image_free(&raw);
-    if (rc) return dfr_error_prefix(rc, "%s", path);
-    return DFRCL_OK;
-}
-
 int dfr_model_load_image(const dfr_model *m, const char *path, dfrcl_image *img, int *orig_w,
                          int *orig_h)
 {
-    return load_resized(path, m->info.size, img, orig_w, orig_h);
+    return dfr_image_load_resized(path, m->info.size, img, orig_w, orig_h);
 }
 
 /* Scoring buffers for up to `cap` images at once. */
@@ -137,11 +121,12 @@ static int extract_features(dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *
         rc = dfr_buffer_new(rt, fs->per * sizeof(float), CL_MEM_READ_WRITE, "features", &one);
         if (rc) return rc;
     }
-    rc = DFRCL_OK;
+    /* Images are decoded on a worker thread, ahead of the device's work. */
+    dfr_prefetch *pf = NULL;
+    rc = dfr_prefetch_open(&pf, images, n, size, 2);
     for (int i = 0; i < n && !rc; i++) {
         dfrcl_image img = {0};
-        /* Decoding image i on the host overlaps the device's work on image i-1. */
-        rc = load_resized(images[i], size, &img, NULL, NULL);
+        rc = dfr_prefetch_next(pf, &img, NULL, NULL);
         if (rc) break;
         if (on_device) {
             rc = dfr_vgg19_features(vgg, img.pixels, img.channels, size, fs->dev, i);
@@ -154,6 +139,7 @@ static int extract_features(dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *
         if (rc) rc = dfr_error_prefix(rc, "%s", images[i]);
         progress(o, "features", i + 1, n, 0);
     }
+    dfr_prefetch_close(&pf);
     if (!rc) rc = dfr_finish(rt);
     dfr_buffer_release(&one);
     return rc;
