@@ -111,6 +111,13 @@ ln -s "$tmp/demo/data" "$tmp/root/hazelnut"
 expect 0 "hazelnut +[01]\.[0-9]{4} +0\.98 .* 0\.97" "$dfrcl" run --data "$tmp/root" --categories fabric,hazelnut --out "$tmp/camp" $tr --epochs 1
 n=$((n+1)); if grep -q "paper: it reports 1 of these 2" "$tmp/out" && grep -q "^hazelnut,.*,0.9800,0.9700,ok$" "$tmp/camp/summary.csv" && grep -q '"mean_over_published_categories"' "$tmp/camp/summary.json" && grep -q 'href="hazelnut/eval/report.html"' "$tmp/camp/summary.html" && grep -q '<td class="num">0.98</td>' "$tmp/camp/summary.html"; then echo "ok: run beside the published figures (text, csv, json, html)"; else echo "FAIL: run beside the published figures"; fails=$((fails+1)); fi
 
+# A category that fails (an unreadable training image) is reported, the others go on; its row
+# says so, with no metric (not zeros), and the campaign exits 1.
+# (Its name has a quote: the CSV field is quoted.)
+ln -s "$tmp/empty" "$tmp/root/bro\"ken"
+expect 1 "bro\"ken +FAILED" "$dfrcl" run --data "$tmp/root" --categories "bro\"ken,fabric" --out "$tmp/camp" $tr --epochs 1
+n=$((n+1)); if grep -q '^"bro""ken",n/a,n/a,n/a,n/a,n/a,n/a,failed$' "$tmp/camp/summary.csv"; then echo "ok: a failed category in the summary"; else echo "FAIL: a failed category in the summary"; sed 's/^/    /' "$tmp/camp/summary.csv"; fails=$((fails+1)); fi
+
 if [ -f "$shared/weights/vgg19-imagenet-conv1_1-conv3_4.safetensors" ]; then
   w="$shared/weights/vgg19-imagenet-conv1_1-conv3_4.safetensors"
   expect 1 "has no relu4_1.*relu3_4" "$dfrcl" features --weights "$w" --layers 12 --size 32 "$img" -o "$tmp/x.safetensors"

@@ -137,122 +137,178 @@ static void url_path(char *out, size_t n, const char *name)
     out[o] = 0;
 }
 
-static void print_mean_row(const char *label, const double mean[4], const double *pmean)
+/* Everything the summary shows, computed once for the table, the page and the files. */
+typedef struct summary {
+    const cat_result *r;
+    int n;
+    run_setting rs;
+    const dfr_published *pub[MAX_CATEGORIES]; /* the paper's figures per category, or NULL */
+    double mean[4];  /* ours, over the categories that ran */
+    double smean[4]; /* ours, over those of them the paper reports */
+    double pmean[2]; /* the paper's, over the same */
+    int nok, pcnt, all_reported, paper_layers;
+    char notes[3][512];
+    int n_notes;
+} summary;
+
+/* A category's four metrics (pixel AUROC, image AUROC, AUPRO, F1 at threshold); NaN if failed. */
+static void cat_values(const cat_result *r, double v[4])
 {
-    char a[16], b[16], c[16], d[16], pa[16] = "-", pc[16] = "-";
-    fmt(a, sizeof a, mean[0]);
-    fmt(b, sizeof b, mean[1]);
-    fmt(c, sizeof c, mean[2]);
-    fmt(d, sizeof d, mean[3]);
-    if (pmean) snprintf(pa, sizeof pa, "%.3f", pmean[0]), snprintf(pc, sizeof pc, "%.3f", pmean[1]);
-    printf("%-20s %12s %6s %12s %10s %6s %9s\n", label, a, pa, b, c, pc, d);
+    v[0] = r->failed ? NAN : r->pixel_auroc;
+    v[1] = r->failed ? NAN : r->image_auroc;
+    v[2] = r->failed ? NAN : r->aupro;
+    v[3] = r->failed ? NAN : r->f1;
 }
 
-static int write_summary(const char *out, const cat_result *r, int n, run_setting rs)
+static void summarize(summary *s, const cat_result *r, int n, run_setting rs)
 {
-    /* Means of ours (over the categories that ran) and of the paper's (over those of them it
-     * reports). */
-    double sum[4] = {0}, psum[2] = {0}, ssum[4] = {0};
-    int cnt[4] = {0}, pcnt = 0, scnt[4] = {0};
-    const dfr_published *pub[MAX_CATEGORIES];
+    memset(s, 0, sizeof *s);
+    s->r = r;
+    s->n = n;
+    s->rs = rs;
+    double sum[4] = {0}, ssum[4] = {0}, psum[2] = {0};
+    int cnt[4] = {0}, scnt[4] = {0};
     for (int i = 0; i < n; i++) {
-        pub[i] = dfr_published_find(r[i].name, rs.layers);
-        double v[4] = {r[i].pixel_auroc, r[i].image_auroc, r[i].aupro, r[i].f1};
+        s->pub[i] = dfr_published_find(r[i].name, rs.layers);
         if (r[i].failed) continue;
+        s->nok++;
+        double v[4];
+        cat_values(&r[i], v);
         for (int k = 0; k < 4; k++)
             if (isfinite(v[k])) sum[k] += v[k], cnt[k]++;
-        if (!pub[i]) continue;
-        psum[0] += pub[i]->pixel_auroc, psum[1] += pub[i]->aupro, pcnt++;
+        if (!s->pub[i]) continue;
+        psum[0] += s->pub[i]->pixel_auroc, psum[1] += s->pub[i]->aupro, s->pcnt++;
         for (int k = 0; k < 4; k++)
             if (isfinite(v[k])) ssum[k] += v[k], scnt[k]++;
     }
-    /* mean: ours over all; smean: ours over the categories the paper reports, beside its mean. */
-    double mean[4], smean[4], pmean[2];
-    for (int k = 0; k < 4; k++) mean[k] = cnt[k] ? sum[k] / cnt[k] : NAN;
-    for (int k = 0; k < 4; k++) smean[k] = scnt[k] ? ssum[k] / scnt[k] : NAN;
-    for (int k = 0; k < 2; k++) pmean[k] = pcnt ? psum[k] / pcnt : NAN;
-    int all_reported = pcnt > 0 && pcnt == cnt[0];
+    for (int k = 0; k < 4; k++) s->mean[k] = cnt[k] ? sum[k] / cnt[k] : NAN;
+    for (int k = 0; k < 4; k++) s->smean[k] = scnt[k] ? ssum[k] / scnt[k] : NAN;
+    for (int k = 0; k < 2; k++) s->pmean[k] = s->pcnt ? psum[k] / s->pcnt : NAN;
+    s->all_reported = s->pcnt > 0 && s->pcnt == s->nok;
+    s->paper_layers = dfr_published_layers(rs.layers);
 
-    printf("\n%-20s %12s %6s %12s %10s %6s %9s %9s\n", "category", "pixel AUROC", "paper",
-           "image AUROC", "AUPRO", "paper", "F1@thr", "time s");
-    for (int i = 0; i < n; i++) {
-        char a[16], b[16], c[16], d[16], pa[16], pc[16];
-        fmt(a, sizeof a, r[i].pixel_auroc);
-        fmt(b, sizeof b, r[i].image_auroc);
-        fmt(c, sizeof c, r[i].aupro);
-        fmt(d, sizeof d, r[i].f1);
-        fmt_paper(pa, sizeof pa, pub[i], 0);
-        fmt_paper(pc, sizeof pc, pub[i], 1);
-        char t[16] = "(done)";
-        if (!r[i].skipped) snprintf(t, sizeof t, "%.0f", r[i].seconds);
-        if (r[i].failed) printf("%-20s %12s\n", r[i].name, "FAILED");
-        else printf("%-20s %12s %6s %12s %10s %6s %9s %9s\n", r[i].name, a, pa, b, c, pc, d, t);
-    }
-    print_mean_row("mean", mean, all_reported ? pmean : NULL);
-    if (pcnt && !all_reported) print_mean_row("mean, paper's ones", smean, pmean);
-
-    int pl = dfr_published_layers(rs.layers);
-    char notes[3][512];
-    int n_notes = 0;
-    if (pcnt) {
-        snprintf(notes[n_notes++], sizeof notes[0],
-                 "paper: DFR as published, VGG19 %d layers, %d px, %d epochs (%s)", pl, PAPER_SIZE,
-                 PAPER_EPOCHS, dfr_published_source());
-        if (!all_reported)
-            snprintf(notes[n_notes++], sizeof notes[0],
+    size_t nn = sizeof s->notes[0];
+    if (s->pcnt) {
+        snprintf(s->notes[s->n_notes++], nn, "paper: DFR as published, VGG19 %d layers, %d px, %d epochs (%s)",
+                 s->paper_layers, PAPER_SIZE, PAPER_EPOCHS, dfr_published_source());
+        if (!s->all_reported)
+            snprintf(s->notes[s->n_notes++], nn,
                      "paper: it reports %d of these %d categories; \"mean, paper's ones\" compares "
-                     "over those", pcnt, cnt[0]);
-        if (rs.layers != pl || rs.size != PAPER_SIZE || rs.epochs != PAPER_EPOCHS)
-            snprintf(notes[n_notes++], sizeof notes[0],
+                     "over those", s->pcnt, s->nok);
+        if (rs.layers != s->paper_layers || rs.size != PAPER_SIZE || rs.epochs != PAPER_EPOCHS)
+            snprintf(s->notes[s->n_notes++], nn,
                      "note: this run used %d layers, %d px, %d epoch%s: the comparison is "
                      "indicative only", rs.layers, rs.size, rs.epochs, rs.epochs == 1 ? "" : "s");
     } else {
-        snprintf(notes[n_notes++], sizeof notes[0],
+        snprintf(s->notes[s->n_notes++], nn,
                  "paper: no published DFR figures for these categories (the paper reports MVTec "
                  "AD's 15)");
     }
-    for (int k = 0; k < n_notes; k++) printf("%s\n", notes[k]);
+}
 
-    /* The campaign page: the same table, each category linked to its report. */
+static void print_row(const char *label, const double v[4], const char *pa, const char *pc,
+                      const char *t)
+{
+    char f[4][16];
+    for (int k = 0; k < 4; k++) fmt(f[k], sizeof f[k], v[k]);
+    printf("%-20s %12s %6s %12s %10s %6s %9s %9s\n", label, f[0], pa, f[1], f[2], pc, f[3], t);
+}
+
+static void print_summary(const summary *s)
+{
+    printf("\n%-20s %12s %6s %12s %10s %6s %9s %9s\n", "category", "pixel AUROC", "paper",
+           "image AUROC", "AUPRO", "paper", "F1@thr", "time s");
+    for (int i = 0; i < s->n; i++) {
+        const cat_result *r = &s->r[i];
+        if (r->failed) {
+            printf("%-20s %12s\n", r->name, "FAILED");
+            continue;
+        }
+        double v[4];
+        char pa[16], pc[16], t[16] = "(done)";
+        cat_values(r, v);
+        fmt_paper(pa, sizeof pa, s->pub[i], 0);
+        fmt_paper(pc, sizeof pc, s->pub[i], 1);
+        if (!r->skipped) snprintf(t, sizeof t, "%.0f", r->seconds);
+        print_row(r->name, v, pa, pc, t);
+    }
+    char pa[16] = "-", pc[16] = "-";
+    if (s->pcnt) snprintf(pa, sizeof pa, "%.3f", s->pmean[0]), snprintf(pc, sizeof pc, "%.3f", s->pmean[1]);
+    print_row("mean", s->mean, s->all_reported ? pa : "-", s->all_reported ? pc : "-", "");
+    if (s->pcnt && !s->all_reported) print_row("mean, paper's ones", s->smean, pa, pc, "");
+    for (int k = 0; k < s->n_notes; k++) printf("%s\n", s->notes[k]);
+}
+
+/* The campaign page: the same table, each category linked to its report. */
+static int write_summary_html(const summary *s, const char *out)
+{
     dfr_campaign_row rows[MAX_CATEGORIES + 2];
     char hrefs[MAX_CATEGORIES][800]; /* a 255-byte name percent-encoded, and the rest */
     int nr = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < s->n; i++) {
+        const cat_result *r = &s->r[i];
         dfr_campaign_row *w = &rows[nr++];
         memset(w, 0, sizeof *w);
-        w->name = r[i].name;
-        url_path(hrefs[i], sizeof hrefs[i], r[i].name);
+        w->name = r->name;
+        url_path(hrefs[i], sizeof hrefs[i], r->name);
         strncat(hrefs[i], "/eval/report.html", sizeof hrefs[i] - strlen(hrefs[i]) - 1);
-        w->href = r[i].failed ? NULL : hrefs[i];
-        w->status = r[i].failed ? "failed" : r[i].skipped ? "done before" : "ok";
-        double v[4] = {r[i].pixel_auroc, r[i].image_auroc, r[i].aupro, r[i].f1};
-        for (int k = 0; k < 4; k++) w->ours[k] = r[i].failed ? NAN : v[k];
-        w->paper[0] = pub[i] ? pub[i]->pixel_auroc : NAN;
-        w->paper[1] = pub[i] ? pub[i]->aupro : NAN;
-        w->seconds = r[i].skipped || r[i].failed ? NAN : r[i].seconds;
+        w->href = r->failed ? NULL : hrefs[i];
+        w->status = r->failed ? "failed" : r->skipped ? "done before" : "ok";
+        cat_values(r, w->ours);
+        w->paper[0] = s->pub[i] ? s->pub[i]->pixel_auroc : NAN;
+        w->paper[1] = s->pub[i] ? s->pub[i]->aupro : NAN;
+        w->seconds = r->skipped || r->failed ? NAN : r->seconds;
     }
     for (int m = 0; m < 2; m++) {
-        if (m == 1 && !(pcnt && !all_reported)) break;
+        if (m == 1 && !(s->pcnt && !s->all_reported)) break;
         dfr_campaign_row *w = &rows[nr++];
         memset(w, 0, sizeof *w);
         w->name = m == 0 ? "mean" : "mean, paper's ones";
         w->status = "";
         w->is_mean = 1;
-        for (int k = 0; k < 4; k++) w->ours[k] = m == 0 ? mean[k] : smean[k];
-        for (int k = 0; k < 2; k++) w->paper[k] = m == 1 || all_reported ? pmean[k] : NAN;
+        for (int k = 0; k < 4; k++) w->ours[k] = m == 0 ? s->mean[k] : s->smean[k];
+        for (int k = 0; k < 2; k++) w->paper[k] = m == 1 || s->all_reported ? s->pmean[k] : NAN;
         w->seconds = NAN;
     }
-    const char *note_ptr[3] = {notes[0], notes[1], notes[2]};
-    char hp[4200], sub[600];
-    snprintf(hp, sizeof hp, "%s/summary.html", out);
-    snprintf(sub, sizeof sub, "%d categor%s; this run: %d layers, %d px, %d epochs", n,
-             n == 1 ? "y" : "ies", rs.layers, rs.size, rs.epochs);
-    int hrc = dfr_report_write_campaign_html(hp, "dfrcl run: campaign summary", sub, rows, nr,
-                                             note_ptr, n_notes);
-    if (hrc) return hrc;
+    const char *notes[3] = {s->notes[0], s->notes[1], s->notes[2]};
+    char path[4200], sub[600];
+    snprintf(path, sizeof path, "%s/summary.html", out);
+    snprintf(sub, sizeof sub, "%d categor%s; this run: %d layers, %d px, %d epochs", s->n,
+             s->n == 1 ? "y" : "ies", s->rs.layers, s->rs.size, s->rs.epochs);
+    return dfr_report_write_campaign_html(path, "dfrcl run: campaign summary", sub, rows, nr, notes,
+                                          s->n_notes);
+}
 
-    /* CSV and JSON, atomically. */
-    size_t cap = 256 + (size_t)n * 200, used = 0;
+/* A CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break. */
+static size_t csv_field(char *out, size_t n, const char *v)
+{
+    if (!strpbrk(v, ",\"\r\n")) return (size_t)snprintf(out, n, "%s", v);
+    size_t o = 0;
+    if (o + 1 < n) out[o++] = '"';
+    for (; *v && o + 3 < n; v++) {
+        if (*v == '"') out[o++] = '"';
+        out[o++] = *v;
+    }
+    if (o + 1 < n) out[o++] = '"';
+    out[o < n ? o : n - 1] = 0;
+    return o;
+}
+
+static void add_metrics(cJSON *o, const double v[4], const double pv[2])
+{
+    const char *keys[4] = {"pixel_auroc", "image_auroc", "aupro", "f1_at_threshold"};
+    for (int k = 0; k < 4; k++) add_num_or_null(o, keys[k], v[k]);
+    if (isfinite(pv[0])) {
+        cJSON *po = cJSON_AddObjectToObject(o, "published");
+        cJSON_AddNumberToObject(po, "pixel_auroc", pv[0]);
+        cJSON_AddNumberToObject(po, "aupro", pv[1]);
+    } else cJSON_AddNullToObject(o, "published");
+}
+
+/* DIR/summary.csv and DIR/summary.json, atomically. */
+static int write_summary_files(const summary *s, const char *out)
+{
+    size_t cap = 512 + (size_t)s->n * 900, used = 0;
     char *csv = malloc(cap);
     if (!csv) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     used += (size_t)snprintf(csv + used, cap - used,
@@ -260,49 +316,47 @@ static int write_summary(const char *out, const cat_result *r, int n, run_settin
                              "published_pixel_auroc,published_aupro,status\n");
     cJSON *root = cJSON_CreateObject();
     cJSON *run = cJSON_AddObjectToObject(root, "run");
-    cJSON_AddNumberToObject(run, "layers", rs.layers);
-    cJSON_AddNumberToObject(run, "size", rs.size);
-    cJSON_AddNumberToObject(run, "epochs", rs.epochs);
+    cJSON_AddNumberToObject(run, "layers", s->rs.layers);
+    cJSON_AddNumberToObject(run, "size", s->rs.size);
+    cJSON_AddNumberToObject(run, "epochs", s->rs.epochs);
     cJSON *arr = cJSON_AddArrayToObject(root, "categories");
-    for (int i = 0; i <= n; i++) {
-        const char *name = i < n ? r[i].name : "mean";
-        double v[4] = {i < n ? r[i].pixel_auroc : mean[0], i < n ? r[i].image_auroc : mean[1],
-                       i < n ? r[i].aupro : mean[2], i < n ? r[i].f1 : mean[3]};
-        double pv[2] = {i < n ? (pub[i] ? pub[i]->pixel_auroc : NAN) : all_reported ? pmean[0] : NAN,
-                        i < n ? (pub[i] ? pub[i]->aupro : NAN) : all_reported ? pmean[1] : NAN};
-        const char *status = i == n ? "" : r[i].failed ? "failed" : "ok";
+    for (int i = 0; i <= s->n; i++) {
+        double v[4], pv[2];
+        const char *status = "";
+        if (i < s->n) {
+            cat_values(&s->r[i], v);
+            pv[0] = s->pub[i] ? s->pub[i]->pixel_auroc : NAN;
+            pv[1] = s->pub[i] ? s->pub[i]->aupro : NAN;
+            status = s->r[i].failed ? "failed" : "ok";
+        } else {
+            memcpy(v, s->mean, sizeof v);
+            pv[0] = s->all_reported ? s->pmean[0] : NAN;
+            pv[1] = s->all_reported ? s->pmean[1] : NAN;
+        }
+        const char *name = i < s->n ? s->r[i].name : "mean";
         char f[6][16];
         for (int k = 0; k < 4; k++) fmt(f[k], sizeof f[k], v[k]);
         for (int k = 0; k < 2; k++) fmt(f[4 + k], sizeof f[4 + k], pv[k]);
-        used += (size_t)snprintf(csv + used, cap - used, "%s,%s,%s,%s,%s,%s,%s,%s\n", name, f[0], f[1],
-                                 f[2], f[3], f[4], f[5], status);
-        cJSON *o = i < n ? cJSON_CreateObject() : cJSON_AddObjectToObject(root, "mean");
-        if (i < n) {
+        used += csv_field(csv + used, cap - used, name);
+        used += (size_t)snprintf(csv + used, cap - used, ",%s,%s,%s,%s,%s,%s,%s\n", f[0], f[1], f[2],
+                                 f[3], f[4], f[5], status);
+        cJSON *o = i < s->n ? cJSON_CreateObject() : cJSON_AddObjectToObject(root, "mean");
+        if (i < s->n) {
             cJSON_AddStringToObject(o, "category", name);
             cJSON_AddStringToObject(o, "status", status);
             cJSON_AddItemToArray(arr, o);
         }
-        const char *keys[4] = {"pixel_auroc", "image_auroc", "aupro", "f1_at_threshold"};
-        for (int k = 0; k < 4; k++) add_num_or_null(o, keys[k], v[k]);
-        if (isfinite(pv[0])) {
-            cJSON *po = cJSON_AddObjectToObject(o, "published");
-            cJSON_AddNumberToObject(po, "pixel_auroc", pv[0]);
-            cJSON_AddNumberToObject(po, "aupro", pv[1]);
-        } else cJSON_AddNullToObject(o, "published");
+        add_metrics(o, v, pv);
     }
-    if (pcnt && !all_reported) { /* ours and the paper's means over the categories it reports */
+    if (s->pcnt && !s->all_reported) { /* ours and the paper's means over the categories it reports */
         cJSON *so = cJSON_AddObjectToObject(root, "mean_over_published_categories");
-        cJSON_AddNumberToObject(so, "categories", pcnt);
-        const char *keys[4] = {"pixel_auroc", "image_auroc", "aupro", "f1_at_threshold"};
-        for (int k = 0; k < 4; k++) add_num_or_null(so, keys[k], smean[k]);
-        cJSON *sp = cJSON_AddObjectToObject(so, "published");
-        cJSON_AddNumberToObject(sp, "pixel_auroc", pmean[0]);
-        cJSON_AddNumberToObject(sp, "aupro", pmean[1]);
+        cJSON_AddNumberToObject(so, "categories", s->pcnt);
+        add_metrics(so, s->smean, s->pmean);
     }
     cJSON *po = cJSON_AddObjectToObject(root, "published");
     cJSON_AddStringToObject(po, "method", "DFR");
     cJSON_AddStringToObject(po, "source", dfr_published_source());
-    cJSON_AddNumberToObject(po, "layers", pl);
+    cJSON_AddNumberToObject(po, "layers", s->paper_layers);
     cJSON_AddNumberToObject(po, "size", PAPER_SIZE);
     cJSON_AddNumberToObject(po, "epochs", PAPER_EPOCHS);
     cJSON_AddStringToObject(po, "note", "two decimals as printed; pixel_auroc is the paper's "
@@ -313,10 +367,20 @@ static int write_summary(const char *out, const cat_result *r, int n, run_settin
     char *js = cJSON_Print(root);
     snprintf(p, sizeof p, "%s/summary.json", out);
     if (!rc) rc = js ? dfr_write_file_atomic(p, js, strlen(js)) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
-    if (!rc) printf("summary: %s/summary.html, summary.json, summary.csv\n", out);
     free(js);
     free(csv);
     cJSON_Delete(root);
+    return rc;
+}
+
+static int write_summary(const char *out, const cat_result *r, int n, run_setting rs)
+{
+    summary s;
+    summarize(&s, r, n, rs);
+    print_summary(&s);
+    int rc = write_summary_html(&s, out);
+    if (!rc) rc = write_summary_files(&s, out);
+    if (!rc) printf("summary: %s/summary.html, summary.json, summary.csv\n", out);
     return rc;
 }
 
