@@ -111,6 +111,10 @@ ln -s "$tmp/demo/data" "$tmp/root/hazelnut"
 expect 0 "hazelnut +[01]\.[0-9]{4} +0\.98 .* 0\.97" "$dfrcl" run --data "$tmp/root" --categories fabric,hazelnut --out "$tmp/camp" $tr --epochs 1
 n=$((n+1)); if grep -q "paper: it reports 1 of these 2" "$tmp/out" && grep -q "^hazelnut,.*,0.9800,0.9700,ok$" "$tmp/camp/summary.csv" && grep -q '"mean_over_published_categories"' "$tmp/camp/summary.json" && grep -q 'href="hazelnut/eval/report.html"' "$tmp/camp/summary.html" && grep -q '<td class="num">0.98</td>' "$tmp/camp/summary.html"; then echo "ok: run beside the published figures (text, csv, json, html)"; else echo "FAIL: run beside the published figures"; fails=$((fails+1)); fi
 
+# eval on a folder named after an MVTec AD category prints the paper's figures and puts them in the JSON.
+expect 0 "published DFR for hazelnut .*pixel AUROC 0\.98, AUPRO 0\.97" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/root/hazelnut/" --json "$tmp/e2.json"
+n=$((n+1)); if grep -q '"published"' "$tmp/e2.json"; then echo "ok: eval json published"; else echo "FAIL: eval json published"; fails=$((fails+1)); fi
+
 # A category that fails (an unreadable training image) is reported, the others go on; its row
 # says so, with no metric (not zeros), and the campaign exits 1.
 # (Its name has a quote: the CSV field is quoted.)

@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "cli/progress.h"
 #include "eval/evaluate.h"
+#include "eval/published.h"
 #include "util/error.h"
 #include "util/fsutil.h"
 
@@ -58,6 +59,18 @@ void cli_print_metrics(const dfr_metrics *mt)
            mt->threshold);
 }
 
+/* The published DFR figures for the dataset's folder name (an MVTec AD category), or NULL. */
+static const dfr_published *published_for(const char *data, int layers)
+{
+    if (!data) return NULL;
+    char name[1024];
+    snprintf(name, sizeof name, "%s", data);
+    size_t n = strlen(name);
+    while (n > 1 && name[n - 1] == '/') name[--n] = 0;
+    const char *b = strrchr(name, '/');
+    return dfr_published_find(b ? b + 1 : name, layers);
+}
+
 int cli_eval_model(dfr_model *m, const char *data, const char *test_dir, const char *masks_dir,
                    const char *out_dir, const char *json_path, const char *title,
                    const char *model_path, int quiet, dfr_metrics *mt)
@@ -97,6 +110,15 @@ int cli_eval_model(dfr_model *m, const char *data, const char *test_dir, const c
         cJSON_AddItemToObject(root, "metrics", cJSON_Parse(ms));
         cJSON_AddItemToObject(root, "settings", settings);
         settings = NULL;
+        const dfr_published *pub = published_for(data, m->info.layers);
+        if (pub) { /* the dataset's folder is an MVTec AD category: the paper's figures */
+            cJSON *po = cJSON_AddObjectToObject(root, "published");
+            cJSON_AddStringToObject(po, "category", pub->category);
+            cJSON_AddNumberToObject(po, "layers", dfr_published_layers(m->info.layers));
+            cJSON_AddNumberToObject(po, "pixel_auroc", pub->pixel_auroc);
+            cJSON_AddNumberToObject(po, "aupro", pub->aupro);
+            cJSON_AddStringToObject(po, "source", dfr_published_source());
+        }
         char *s = cJSON_Print(root);
         rc = s ? dfr_write_file_atomic(json_path, s, strlen(s)) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
         free(s);
@@ -169,6 +191,11 @@ int cmd_eval(int argc, char **argv)
                                  model_path, bo.verbosity == 0, &mt);
     if (!rc) {
         cli_print_metrics(&mt);
+        const dfr_published *pub = published_for(data, m->info.layers);
+        if (pub)
+            printf("published DFR for %s (VGG19 %d layers, 256 px, 700 epochs): pixel AUROC %.2f, "
+                   "AUPRO %.2f\n", pub->category, dfr_published_layers(m->info.layers),
+                   pub->pixel_auroc, pub->aupro);
         if (out_dir) printf("report: %s/report.html\n", out_dir);
         if (json_path) printf("metrics: %s\n", json_path);
     }
