@@ -5,7 +5,6 @@
 
 #include "cl/runtime.h"
 #include "io/image.h"
-#include "io/safetensors.h"
 #include "model/dfr.h"
 #include "model/vgg19.h"
 #include "util/error.h"
@@ -19,7 +18,6 @@ struct dfrcl_backbone {
     dfr_vgg19 *vgg;
     cl_mem feat; /* [C, size/4, size/4] for one image */
     int feat_size;
-    char desc[256]; /* how to get it again, for model files: "file NAME" or "random seed N" */
 };
 
 struct dfrcl_model {
@@ -88,14 +86,8 @@ static int backbone_open(dfrcl_backbone **out, dfrcl_context *ctx, const char *p
     if (!bb) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     bb->ctx = ctx;
     int rc;
-    if (path) {
-        rc = dfr_vgg19_load(&bb->vgg, ctx->rt, path, layers);
-        const char *slash = strrchr(path, '/');
-        snprintf(bb->desc, sizeof bb->desc, "file %s", slash ? slash + 1 : path);
-    } else {
-        rc = dfr_vgg19_random(&bb->vgg, ctx->rt, layers, seed);
-        snprintf(bb->desc, sizeof bb->desc, "random seed %u", (unsigned)seed);
-    }
+    if (path) rc = dfr_vgg19_load(&bb->vgg, ctx->rt, path, layers);
+    else rc = dfr_vgg19_random(&bb->vgg, ctx->rt, layers, seed);
     if (rc) {
         free(bb);
         return rc;
@@ -165,20 +157,6 @@ void dfrcl_default_train_options(dfrcl_train_options *o)
     o->seed = d.seed;
 }
 
-/* The image size the backbone's layers accept (as dfr_vgg19_features checks it, but before any
- * image is decoded or any buffer sized by it is allocated). */
-static int check_size(const dfr_vgg19 *v, int size)
-{
-    int last_block = dfr_vgg19_layer_block(v->layers - 1);
-    int multiple = 4 > (1 << last_block) ? 4 : 1 << last_block;
-    int smallest = 4 > (2 << last_block) ? 4 : 2 << last_block;
-    CHECK_ARG(size >= smallest && size <= 8192 && size % multiple == 0,
-              "dfrcl_model_train: size %d does not fit a %d-layer backbone: it must be a multiple "
-              "of %d in %d..8192",
-              size, v->layers, multiple, smallest);
-    return DFRCL_OK;
-}
-
 static dfrcl_model *model_wrap(dfrcl_backbone *bb, dfr_model **pm)
 {
     dfrcl_model *m = calloc(1, sizeof *m);
@@ -203,18 +181,11 @@ int dfrcl_model_train(dfrcl_model **out, dfrcl_backbone *bb, const char *const *
     CHECK_ARG(image_paths, "dfrcl_model_train: image_paths is NULL");
     for (int i = 0; i < n; i++)
         CHECK_ARG(image_paths[i], "dfrcl_model_train: image_paths[%d] is NULL", i);
-    int rc = check_size(bb->vgg, size);
-    if (rc) return rc;
     dfrcl_train_options def;
     if (!o) {
         dfrcl_default_train_options(&def);
         o = &def;
     }
-    CHECK_ARG(o->latent >= 0, "dfrcl_model_train: latent %d (0 = by PCA, else the size)", o->latent);
-    CHECK_ARG(o->latent > 0 || (o->pca_keep > 0 && o->pca_keep <= 1 && o->pca_images >= 1),
-              "dfrcl_model_train: bad PCA options (pca_keep %g must be in (0, 1], pca_images %d "
-              "at least 1)",
-              o->pca_keep, o->pca_images);
     dfr_train_opts t;
     dfr_train_defaults(&t);
     t.epochs = o->epochs;
@@ -228,9 +199,8 @@ int dfrcl_model_train(dfrcl_model **out, dfrcl_backbone *bb, const char *const *
     t.progress = o->progress;
     t.user = o->user;
     dfr_model *dm = NULL;
-    rc = dfr_train(&dm, bb->ctx->rt, bb->vgg, image_paths, n, size, &t);
+    int rc = dfr_train(&dm, bb->ctx->rt, bb->vgg, image_paths, n, size, &t);
     if (rc) return rc;
-    snprintf(dm->info.backbone_desc, sizeof dm->info.backbone_desc, "%s", bb->desc);
     *out = model_wrap(bb, &dm);
     return *out ? DFRCL_OK : DFRCL_ERR_HOST_MEMORY;
 }

@@ -1,6 +1,5 @@
 #include "cli/backbone_opts.h"
 
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,11 +72,3 @@ int cli_backbone_open(const cli_backbone_opts *o, int profiling, dfr_runtime **r
     return rc;
 }
 
-void cli_backbone_describe(const cli_backbone_opts *o, char *buf, size_t n)
-{
-    if (o->weights) {
-        char tmp[4096];
-        snprintf(tmp, sizeof tmp, "%s", o->weights);
-        snprintf(buf, n, "file %s", basename(tmp));
-    } else snprintf(buf, n, "random seed %d", o->random_seed);
-}

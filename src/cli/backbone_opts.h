@@ -36,9 +36,6 @@ int cli_backbone_option(cli_backbone_opts *o, int opt, const char *arg);
     "                            $DFRCL_DEVICE, else the first GPU, else the first device)\n"  \
     "  -v, --verbose / -q, --quiet\n"
 
-/* How to get the same backbone again, for the model file: "file <name>" or "random seed N". */
-void cli_backbone_describe(const cli_backbone_opts *o, char *buf, size_t n);
-
 /* Opens the runtime and loads the backbone the options describe. */
 int cli_backbone_open(const cli_backbone_opts *o, int profiling, dfr_runtime **rt,
                       dfr_vgg19 **vgg);

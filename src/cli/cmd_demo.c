@@ -112,10 +112,7 @@ int cmd_demo(int argc, char **argv)
         rc = dfr_train(&m, rt, vgg, (const char *const *)files.paths, files.count, bo.size, &to);
         if (prog.bar.phase) cli_progress_end(&prog.bar);
     }
-    if (!rc) {
-        cli_backbone_describe(&bo, m->info.backbone_desc, sizeof m->info.backbone_desc);
-        rc = dfr_model_save(m, model);
-    }
+    if (!rc) rc = dfr_model_save(m, model);
     if (!rc) {
         printf("2/3 model: %s (%d layers, latent %d, %d epochs, threshold %.6g)\n", model,
                m->info.layers, m->info.latent, epochs, m->info.threshold);

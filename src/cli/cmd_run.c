@@ -505,10 +505,7 @@ int cmd_run(int argc, char **argv)
             crc = dfr_train(&m, rt, vgg, (const char *const *)files.paths, files.count, bo.size, &to);
             if (prog.bar.phase) cli_progress_end(&prog.bar);
         }
-        if (!crc) {
-            cli_backbone_describe(&bo, m->info.backbone_desc, sizeof m->info.backbone_desc);
-            crc = dfr_model_save(m, model);
-        }
+        if (!crc) crc = dfr_model_save(m, model);
         char title[512];
         snprintf(title, sizeof title, "dfrcl run: %s", names[i]);
         if (!crc) crc = cli_eval_model(m, dirs[i], NULL, NULL, evald, metrics, title, model,

@@ -87,10 +87,7 @@ int cmd_train(int argc, char **argv)
         rc = dfr_train(&m, rt, vgg, (const char *const *)files.paths, files.count, bo.size, &to);
         if (prog.bar.phase) cli_progress_end(&prog.bar);
     }
-    if (!rc) {
-        cli_backbone_describe(&bo, m->info.backbone_desc, sizeof m->info.backbone_desc);
-        rc = dfr_model_save(m, out_path);
-    }
+    if (!rc) rc = dfr_model_save(m, out_path);
     if (!rc)
         printf("wrote %s: %d layers (C=%d), latent %d, size %d, %d epochs, final loss %.6g, "
                "threshold %.6g (fpr %g); %.1f s\n",

@@ -184,6 +184,17 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
         return dfr_error(DFRCL_ERR_INVALID_ARG,
                          "--latent %d is larger than the feature's %d channels", o->latent,
                          vgg->channels);
+    if (o->latent < 0)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "latent size %d: 0 (by PCA) or a size", o->latent);
+    if (o->latent == 0 && !(o->pca_keep > 0 && o->pca_keep <= 1 && o->pca_images >= 1))
+        return dfr_error(DFRCL_ERR_INVALID_ARG,
+                         "bad PCA options (keep %g must be in (0, 1], images %d at least 1)",
+                         o->pca_keep, o->pca_images);
+    if (size > DFR_MODEL_MAX_SIZE)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "image size %d: a model holds at most %d", size,
+                         DFR_MODEL_MAX_SIZE);
+    int rc = dfr_vgg19_check_size(vgg, size);
+    if (rc) return rc;
     dfr_model *m = calloc(1, sizeof *m);
     if (!m) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     m->rt = rt;
@@ -199,12 +210,13 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
     info->seed = o->seed;
     info->train_images = n;
     snprintf(info->backbone_sha256, sizeof info->backbone_sha256, "%s", vgg->identity);
+    snprintf(info->backbone_desc, sizeof info->backbone_desc, "%s", vgg->desc);
 
     feature_store fs = {0};
     cl_mem batch = NULL;
     float *scores = NULL;
     int q = size / 4, P = q * q, bmax = o->batch < n ? o->batch : n;
-    int rc = extract_features(rt, vgg, images, n, size, o, &fs);
+    rc = extract_features(rt, vgg, images, n, size, o, &fs);
 
     /* Latent size: PCA of the first pca_images images, unless given. */
     if (!rc && o->latent > 0) info->latent = o->latent;
@@ -409,7 +421,7 @@ static int read_info(dfr_safetensors *st, const char *path, dfr_model_info *in)
                          path, v, DFRCL_VERSION, DFR_MODEL_VERSION);
     long layers = 0, size = 0, channels = 0, latent = 0;
     if (!rc) rc = meta_long(st, path, "layers", 1, DFR_VGG19_LAYERS, &layers);
-    if (!rc) rc = meta_long(st, path, "size", 4, 8192, &size);
+    if (!rc) rc = meta_long(st, path, "size", 4, DFR_MODEL_MAX_SIZE, &size);
     if (!rc) rc = meta_long(st, path, "channels", 1, 1 << 20, &channels);
     if (!rc) rc = meta_long(st, path, "latent", 1, 1 << 20, &latent);
     if (!rc) rc = meta_double(st, path, "threshold", &in->threshold);

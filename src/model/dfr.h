@@ -10,6 +10,7 @@
 
 #define DFR_MODEL_FORMAT "dfrcl-dfr"
 #define DFR_MODEL_VERSION 1
+#define DFR_MODEL_MAX_SIZE 8192 /* largest image size a model file may hold */
 
 /* What the model file's __metadata__ holds besides the CAE tensors. */
 typedef struct dfr_model_info {

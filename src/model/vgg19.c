@@ -79,6 +79,7 @@ int dfr_vgg19_from_arrays(dfr_vgg19 **out, dfr_runtime *rt, int layers, const fl
         }
     }
     dfr_sha256_hex(&h, v->identity);
+    snprintf(v->desc, sizeof v->desc, "arrays"); /* the loaders below say where they came from */
     *out = v;
     return DFRCL_OK;
 }
@@ -136,6 +137,10 @@ int dfr_vgg19_load(dfr_vgg19 **out, dfr_runtime *rt, const char *path, int layer
     dfr_st_close(&st);
     if (!rc) rc = dfr_vgg19_from_arrays(out, rt, layers, (const float *const *)w,
                                         (const float *const *)b);
+    if (!rc) {
+        const char *slash = strrchr(path, '/');
+        snprintf((*out)->desc, sizeof (*out)->desc, "file %s", slash ? slash + 1 : path);
+    }
     for (int i = 0; i < DFR_VGG19_LAYERS; i++) {
         free(w[i]);
         free(b[i]);
@@ -182,10 +187,8 @@ static int ensure_buffers(dfr_vgg19 *v, int size)
     return DFRCL_OK;
 }
 
-int dfr_vgg19_features_debug(dfr_vgg19 *v, const uint8_t *pixels, int channels, int size,
-                             cl_mem feat, int image_index, float **keep)
+int dfr_vgg19_check_size(const dfr_vgg19 *v, int size)
 {
-    /* Each block halves the map; reflection padding needs at least 2 pixels in the last one. */
     int last_block = layer_block[v->layers - 1];
     int multiple = 4 > (1 << last_block) ? 4 : 1 << last_block;
     int smallest = 4 > (2 << last_block) ? 4 : 2 << last_block;
@@ -194,9 +197,17 @@ int dfr_vgg19_features_debug(dfr_vgg19 *v, const uint8_t *pixels, int channels, 
                          "image size %d does not fit %d layers: it must be a multiple of %d and "
                          "at least %d",
                          size, v->layers, multiple, smallest);
+    return DFRCL_OK;
+}
+
+int dfr_vgg19_features_debug(dfr_vgg19 *v, const uint8_t *pixels, int channels, int size,
+                             cl_mem feat, int image_index, float **keep)
+{
+    int rc = dfr_vgg19_check_size(v, size);
+    if (rc) return rc;
     if (channels != 1 && channels != 3)
         return dfr_error(DFRCL_ERR_INVALID_ARG, "image has %d channels (1 or 3 expected)", channels);
-    int rc = ensure_buffers(v, size);
+    rc = ensure_buffers(v, size);
     if (rc) return rc;
     rc = dfr_write(v->rt, v->img_u8, 0, (size_t)size * size * channels, pixels, "upload");
     if (!rc) rc = dfr_op_preprocess(v->rt, v->img_u8, size, size, channels, v->act[0]);
@@ -252,6 +263,7 @@ int dfr_vgg19_random(dfr_vgg19 **out, dfr_runtime *rt, int layers, uint32_t seed
     }
     if (!rc) rc = dfr_vgg19_from_arrays(out, rt, layers, (const float *const *)w,
                                         (const float *const *)b);
+    if (!rc) snprintf((*out)->desc, sizeof (*out)->desc, "random seed %u", (unsigned)seed);
     for (int i = 0; i < DFR_VGG19_LAYERS; i++) {
         free(w[i]);
         free(b[i]);

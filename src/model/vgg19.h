@@ -15,6 +15,7 @@ typedef struct dfr_vgg19 {
     int channels;                /* total channels of the regional feature */
     dfr_conv_weights conv[DFR_VGG19_LAYERS];
     char identity[65];           /* sha256 of the names, shapes and bytes of the tensors used */
+    char desc[256];              /* how to get it again: "file NAME", "random seed N" or "arrays" */
     /* Work buffers, sized for `buf_size` (grown on demand). */
     int buf_size;
     cl_mem img_u8, act[2];
@@ -38,6 +39,9 @@ int dfr_vgg19_from_arrays(dfr_vgg19 **out, dfr_runtime *rt, int layers, const fl
 /* A seeded random backbone (Kaiming-uniform weights, small biases) for demos without pretrained
  * weights, tests and benchmarks. Seed 0 gives tools/make_fixtures.py's random layers. */
 int dfr_vgg19_random(dfr_vgg19 **out, dfr_runtime *rt, int layers, uint32_t seed);
+/* DFRCL_ERR_INVALID_ARG unless size x size images fit the backbone's layers: each block halves
+ * the map and reflection padding needs at least 2 pixels in the last one. */
+int dfr_vgg19_check_size(const dfr_vgg19 *v, int size);
 /* How many consecutive layers from relu1_1 a weights file has (an error if none). */
 int dfr_vgg19_file_layers(const char *path, int *layers);
 void dfr_vgg19_free(dfr_vgg19 **v);
