@@ -405,3 +405,20 @@ int dfr_png_write(const char *path, int width, int height, int channels, const u
     free(buf);
     return rc;
 }
+
+int dfr_image_load_resized(const char *path, int size, dfrcl_image *img, int *orig_w, int *orig_h)
+{
+    dfrcl_image raw = {0};
+    int rc = dfrcl_image_load(&raw, path);
+    if (rc) return rc;
+    if (orig_w) *orig_w = raw.width;
+    if (orig_h) *orig_h = raw.height;
+    if (size == 0 || (raw.width == size && raw.height == size)) {
+        *img = raw;
+        return DFRCL_OK;
+    }
+    rc = dfrcl_image_resize(img, &raw, size, size);
+    dfrcl_image_free(&raw);
+    if (rc) return dfr_error_prefix(rc, "%s", path);
+    return DFRCL_OK;
+}

@@ -51,6 +51,10 @@
  * holds malloc'd pixels (free with dfrcl_image_free); on failure *img is zeroed. */
 int dfr_image_decode_memory(dfrcl_image *img, const void *data, size_t len, const char *name);
 
+/* Decodes one image file and resizes it to size x size (size 0: as decoded); orig_w/orig_h (may
+ * be NULL) receive the file's own size. */
+int dfr_image_load_resized(const char *path, int size, dfrcl_image *img, int *orig_w, int *orig_h);
+
 /* Writes an 8-bit PNG atomically (temp file + rename). channels: 1 grey, 2 grey+alpha, 3 RGB,
  * 4 RGBA; px is interleaved, rows packed (width*channels bytes each). */
 int dfr_png_write(const char *path, int width, int height, int channels, const uint8_t *px);

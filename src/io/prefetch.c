@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/image.h"
 #include "util/error.h"
 
 typedef struct slot {
@@ -24,22 +25,6 @@ struct dfr_prefetch {
     pthread_t worker;
     int started;
 };
-
-int dfr_image_load_resized(const char *path, int size, dfrcl_image *img, int *orig_w, int *orig_h)
-{
-    dfrcl_image raw = {0};
-    int rc = dfrcl_image_load(&raw, path);
-    if (rc) return rc;
-    if (orig_w) *orig_w = raw.width;
-    if (orig_h) *orig_h = raw.height;
-    if (size == 0 || (raw.width == size && raw.height == size)) {
-        *img = raw;
-        return DFRCL_OK;
-    }
-    rc = dfrcl_image_resize(img, &raw, size, size);
-    dfrcl_image_free(&raw);
-    return rc;
-}
 
 static void *work(void *arg)
 {

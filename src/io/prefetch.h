@@ -21,8 +21,4 @@ int dfr_prefetch_next(dfr_prefetch *pf, dfrcl_image *img, int *orig_w, int *orig
 /* Stops the worker (at any point, images not taken are freed) and frees everything. */
 void dfr_prefetch_close(dfr_prefetch **pf);
 
-/* Decodes one image file and resizes it to size x size (size 0: as decoded); orig_w/orig_h (may
- * be NULL) receive the file's own size. The synchronous form of the above. */
-int dfr_image_load_resized(const char *path, int size, dfrcl_image *img, int *orig_w, int *orig_h);
-
 #endif
