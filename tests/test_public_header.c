@@ -18,7 +18,8 @@
 #include <cmocka.h>
 #include <spng.h>
 
-#define SKIP 77 /* meson reads exit status 77 as SKIP */
+#include "testfs.h"
+
 #define S 32    /* model size */
 #define LAYERS 4
 #define N_TRAIN 4
@@ -87,8 +88,7 @@ static int teardown(void **state);
 
 static int setup_files_and_model(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/dfrcl-test-public-XXXXXX");
-    if (!mkdtemp(dir)) {
+    if (dfr_test_mkdtemp(dir, sizeof dir, "public")) {
         dir[0] = 0;
         return -1;
     }
@@ -131,22 +131,6 @@ static int setup(void **state)
     return -1;
 }
 
-static void rm_flat(const char *d)
-{
-    char p[600];
-    DIR *h = opendir(d);
-    if (h) {
-        struct dirent *e;
-        while ((e = readdir(h)))
-            if (e->d_name[0] != '.') {
-                snprintf(p, sizeof p, "%s/%s", d, e->d_name);
-                unlink(p);
-            }
-        closedir(h);
-    }
-    rmdir(d);
-}
-
 static int teardown(void **state)
 {
     (void)state;
@@ -154,7 +138,7 @@ static int teardown(void **state)
     dfrcl_model_close(&trained);
     dfrcl_backbone_close(&bb);
     free(same_px);
-    if (dir[0]) rm_flat(dir);
+    if (dir[0]) dfr_test_rmdir_flat(dir);
     return 0;
 }
 
@@ -487,7 +471,7 @@ int main(void)
     int rc = dfrcl_open(&ctx, &s);
     if (rc == DFRCL_ERR_NO_DEVICE) {
         fprintf(stderr, "skip: %s\n", dfrcl_last_error());
-        return failed ? 1 : SKIP;
+        return failed ? 1 : DFR_TEST_SKIP;
     }
     if (rc) {
         fprintf(stderr, "%s\n", dfrcl_last_error());

@@ -9,7 +9,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#define DFR_TEST_SKIP 77 /* meson reads exit status 77 as SKIP */
+#include "testfs.h"
 
 /* The shared data folder (DFRCL_SHARED, else <repo>/../shared), or NULL when absent. */
 static inline const char *dfr_test_shared_dir(void)
@@ -85,27 +85,4 @@ static inline size_t dfr_test_compare(const char *what, const float *a, const fl
         }                                                                                      \
     } while (0)
 
-/* A fresh temporary folder /tmp/dfrcl-test-<tag>-XXXXXX in buf; 0 on success (cmocka setup). */
-static inline int dfr_test_mkdtemp(char *buf, size_t n, const char *tag)
-{
-    snprintf(buf, n, "/tmp/dfrcl-test-%s-XXXXXX", tag);
-    return mkdtemp(buf) ? 0 : -1;
-}
-
-/* Removes the files directly in dir, then dir (tests keep their temporary folders flat). */
-static inline void dfr_test_rmdir_flat(const char *dir)
-{
-    char p[4096];
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)))
-            if (e->d_name[0] != '.') {
-                snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-                unlink(p);
-            }
-        closedir(d);
-    }
-    rmdir(dir);
-}
 #endif

@@ -193,9 +193,9 @@ int cmd_eval(int argc, char **argv)
         cli_print_metrics(&mt);
         const dfr_published *pub = published_for(data, m->info.layers);
         if (pub)
-            printf("published DFR for %s (VGG19 %d layers, 256 px, 700 epochs): pixel AUROC %.2f, "
+            printf("published DFR for %s (VGG19 %d layers, %d px, %d epochs): pixel AUROC %.2f, "
                    "AUPRO %.2f\n", pub->category, dfr_published_layers(m->info.layers),
-                   pub->pixel_auroc, pub->aupro);
+                   DFR_PUBLISHED_SIZE, DFR_PUBLISHED_EPOCHS, pub->pixel_auroc, pub->aupro);
         if (out_dir) printf("report: %s/report.html\n", out_dir);
         if (json_path) printf("metrics: %s\n", json_path);
     }

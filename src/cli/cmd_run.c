@@ -110,9 +110,6 @@ typedef struct run_setting {
     int layers, size, epochs;
 } run_setting;
 
-#define PAPER_SIZE 256
-#define PAPER_EPOCHS 700
-
 static void fmt_paper(char *b, size_t n, const dfr_published *p, int aupro)
 {
     if (p) snprintf(b, n, "%.2f", aupro ? p->aupro : p->pixel_auroc);
@@ -190,12 +187,12 @@ static void summarize(summary *s, const cat_result *r, int n, run_setting rs)
     size_t nn = sizeof s->notes[0];
     if (s->pcnt) {
         snprintf(s->notes[s->n_notes++], nn, "paper: DFR as published, VGG19 %d layers, %d px, %d epochs (%s)",
-                 s->paper_layers, PAPER_SIZE, PAPER_EPOCHS, dfr_published_source());
+                 s->paper_layers, DFR_PUBLISHED_SIZE, DFR_PUBLISHED_EPOCHS, dfr_published_source());
         if (!s->all_reported)
             snprintf(s->notes[s->n_notes++], nn,
                      "paper: it reports %d of these %d categories; \"mean, paper's ones\" compares "
                      "over those", s->pcnt, s->nok);
-        if (rs.layers != s->paper_layers || rs.size != PAPER_SIZE || rs.epochs != PAPER_EPOCHS)
+        if (rs.layers != s->paper_layers || rs.size != DFR_PUBLISHED_SIZE || rs.epochs != DFR_PUBLISHED_EPOCHS)
             snprintf(s->notes[s->n_notes++], nn,
                      "note: this run used %d layers, %d px, %d epoch%s: the comparison is "
                      "indicative only", rs.layers, rs.size, rs.epochs, rs.epochs == 1 ? "" : "s");
@@ -357,8 +354,8 @@ static int write_summary_files(const summary *s, const char *out)
     cJSON_AddStringToObject(po, "method", "DFR");
     cJSON_AddStringToObject(po, "source", dfr_published_source());
     cJSON_AddNumberToObject(po, "layers", s->paper_layers);
-    cJSON_AddNumberToObject(po, "size", PAPER_SIZE);
-    cJSON_AddNumberToObject(po, "epochs", PAPER_EPOCHS);
+    cJSON_AddNumberToObject(po, "size", DFR_PUBLISHED_SIZE);
+    cJSON_AddNumberToObject(po, "epochs", DFR_PUBLISHED_EPOCHS);
     cJSON_AddStringToObject(po, "note", "two decimals as printed; pixel_auroc is the paper's "
                                         "pixel ROC AUC, aupro its PRO AUC up to 30% FPR");
     char p[4200];

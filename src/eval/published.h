@@ -8,6 +8,10 @@ typedef struct dfr_published {
     double aupro;       /* the paper's PRO AUC up to 30% FPR, normalised (our "aupro") */
 } dfr_published;
 
+/* The setting of the published figures: 256 px images, 700 epochs. */
+#define DFR_PUBLISHED_SIZE 256
+#define DFR_PUBLISHED_EPOCHS 700
+
 /* The paper reports two backbone depths: relu1_1..relu4_4 (12 layers) and relu1_1..relu5_4 (16).
  * Returns the depth whose figures a run with `layers` layers is compared with: 16 for 16, else 12
  * (the method's default; the caller says when the run's depth differs). */

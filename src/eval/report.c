@@ -664,6 +664,18 @@ static int check_report(const char *path, const dfr_report *r)
     return DFRCL_OK;
 }
 
+/* A number cell: `decimals` digits, "n/a" when not finite. */
+static void put_cell(FILE *f, double v, int decimals)
+{
+    char buf[64];
+    if (!isfinite(v)) {
+        fputs("<td class=\"num na\">n/a</td>", f);
+        return;
+    }
+    fmt_fixed(buf, sizeof buf, v, decimals);
+    fprintf(f, "<td class=\"num\">%s</td>", buf);
+}
+
 static void put_metrics(FILE *f, const dfr_report *r, const int counts[V_COUNT])
 {
     fputs("<h2>Metrics</h2>\n<div class=\"tables\">\n", f);
@@ -675,14 +687,9 @@ static void put_metrics(FILE *f, const dfr_report *r, const int counts[V_COUNT])
             const dfr_report_metric *m = &r->metrics[i];
             fputs("<tr><td>", f);
             put_esc(f, m->name);
-            if (isfinite(m->value)) {
-                char v[64];
-                fmt_fixed(v, sizeof v, m->value, 4);
-                fprintf(f, "</td><td class=\"num\">%s", v);
-            } else {
-                fputs("</td><td class=\"num na\">n/a", f);
-            }
-            fputs("</td><td class=\"note\">", f);
+            fputs("</td>", f);
+            put_cell(f, m->value, 4);
+            fputs("<td class=\"note\">", f);
             put_esc(f, m->note);
             fputs("</td></tr>\n", f);
         }
@@ -848,17 +855,6 @@ int dfr_report_write_html(const char *path, const dfr_report *r)
 }
 
 /* ---- the campaign page ------------------------------------------------------------------ */
-
-static void put_cell(FILE *f, double v, int decimals)
-{
-    char buf[64];
-    if (!isfinite(v)) {
-        fputs("<td class=\"num na\">n/a</td>", f);
-        return;
-    }
-    fmt_fixed(buf, sizeof buf, v, decimals);
-    fprintf(f, "<td class=\"num\">%s</td>", buf);
-}
 
 /* ours - paper, green when not below, red when below by more than the paper's rounding. */
 static void put_delta(FILE *f, double ours, double paper)
