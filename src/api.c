@@ -284,8 +284,7 @@ int dfrcl_model_score(dfrcl_model *m, const dfrcl_image *img, float *map, float 
               "dfrcl_model_score: the image is %dx%d but the model scores %dx%d images (resize it "
               "first: dfrcl_image_resize, or use dfrcl_model_score_file)",
               img->width, img->height, S, S);
-    CHECK_ARG(img->channels == 1 || img->channels == 3,
-              "dfrcl_model_score: the image has %d channels (1 or 3 expected)", img->channels);
+    /* channels: checked by the backbone (1 or 3) */
     float s;
     rc = dfr_model_score(m->m, img->pixels, img->channels, map, &s);
     if (!rc && score) *score = s;
