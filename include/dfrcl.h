@@ -36,6 +36,7 @@ typedef enum dfrcl_status {
     DFRCL_ERR_HOST_MEMORY = -2007,   /* malloc failed */
     DFRCL_ERR_MISMATCH = -2008,      /* files that must agree do not (model vs backbone, ...) */
     DFRCL_ERR_INTERNAL = -2009,
+    DFRCL_ERR_INTERRUPTED = -2010,   /* stopped on request (a signal); a checkpoint was written */
 } dfrcl_status;
 
 /* The message describing the last failure on this thread ("" if none). */

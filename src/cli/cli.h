@@ -21,6 +21,10 @@ int cli_eval_model(dfr_model *m, const char *data, const char *test_dir, const c
                    const char *out_dir, const char *json_path, const char *title,
                    const char *model_path, int quiet, dfr_metrics *mt);
 
+/* Installs SIGINT and SIGTERM handlers that set the returned flag (training then writes its
+ * checkpoint and stops); a second signal ends the process at once. */
+volatile int *cli_stop_on_signals(void);
+
 /* Prints "dfrcl: error: <dfrcl_last_error()>" (or the given context) and returns exit code 1. */
 int cli_fail(const char *context);
 /* Parses a positive integer option value; prints an error naming the option when invalid. */

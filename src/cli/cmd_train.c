@@ -23,6 +23,10 @@ static void help(void)
            "      --data DIR            dataset folder holding train/good (MVTec AD layout)\n"
            "      --train DIR           or: a folder of normal images (custom layout)\n"
            "  -o, --output FILE         model file to write (required)\n"
+           "      --checkpoint FILE     training checkpoint, written every 5 minutes and on\n"
+           "                            Ctrl-C / SIGTERM (default MODEL.checkpoint; removed once\n"
+           "                            the model is written)\n"
+           "      --resume              continue from the checkpoint (same data and options)\n"
            CLI_TRAIN_HELP CLI_BACKBONE_HELP "  -h, --help\n");
 }
 
@@ -33,13 +37,15 @@ int cmd_train(int argc, char **argv)
                                          {"output", required_argument, 0, 'o'},
                                          CLI_TRAIN_LONGOPTS,
                                          {"train", required_argument, 0, 1206},
+                                         {"checkpoint", required_argument, 0, 1207},
+                                         {"resume", no_argument, 0, 1208},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     cli_backbone_opts bo;
     cli_backbone_defaults(&bo);
     dfr_train_opts to;
     dfr_train_defaults(&to);
-    const char *data = NULL, *out_path = NULL, *train_dir = NULL;
+    const char *data = NULL, *out_path = NULL, *train_dir = NULL, *ck_path = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "d:w:l:s:vqo:h" CLI_TRAIN_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_backbone_option(&bo, c, optarg);
@@ -49,6 +55,8 @@ int cmd_train(int argc, char **argv)
         switch (c) {
         case 1201: data = optarg; break;
         case 1206: train_dir = optarg; break;
+        case 1207: ck_path = optarg; break;
+        case 1208: to.resume = 1; break;
         case 'o': out_path = optarg; break;
         case 'h': help(); return 0;
         default: return 2;
@@ -71,6 +79,13 @@ int cmd_train(int argc, char **argv)
         return 1;
     }
     if (!data) data = train_dir;
+    char ck_default[4096 + 16];
+    if (!ck_path) {
+        snprintf(ck_default, sizeof ck_default, "%s.checkpoint", out_path);
+        ck_path = ck_default;
+    }
+    to.checkpoint = ck_path;
+    to.stop = cli_stop_on_signals();
     dfr_runtime *rt = NULL;
     dfr_vgg19 *vgg = NULL;
     dfr_model *m = NULL;
@@ -82,18 +97,22 @@ int cmd_train(int argc, char **argv)
     double t0 = cli_now();
     int rc = cli_backbone_open(&bo, 0, &rt, &vgg);
     if (!rc) {
-        dfr_log(1, "training on %d image(s) of %s at %dx%d, %d layers (C=%d), %d epochs, batch %d",
-                files.count, data, bo.size, bo.size, vgg->layers, vgg->channels, to.epochs, to.batch);
+        dfr_log(1, "training on %d image(s) of %s at %dx%d, %d layers (C=%d), %s recipe",
+                files.count, data, bo.size, bo.size, vgg->layers, vgg->channels,
+                dfr_recipe_name(to.recipe));
         rc = dfr_train(&m, rt, vgg, (const char *const *)files.paths, files.count, bo.size, &to);
         if (prog.bar.phase) cli_progress_end(&prog.bar);
     }
     if (!rc) rc = dfr_model_save(m, out_path);
+    if (!rc) remove(ck_path); /* the model is written: nothing left to resume */
     if (!rc)
         printf("wrote %s: %d layers (C=%d), latent %d, size %d, %d epochs, final loss %.6g, "
                "threshold %.6g (fpr %g); %.1f s\n",
                out_path, m->info.layers, m->info.channels, m->info.latent, m->info.size,
                m->info.epochs, m->info.final_loss, m->info.threshold, m->info.fpr, cli_now() - t0);
-    int ret = rc ? cli_fail(NULL) : 0;
+    int ret = rc == DFRCL_ERR_INTERRUPTED ? (cli_fail(NULL), 130) : rc ? cli_fail(NULL) : 0;
+    if (rc == DFRCL_ERR_INTERRUPTED)
+        fprintf(stderr, "dfrcl: continue with the same command and --resume\n");
     dfr_model_free(&m);
     dfr_vgg19_free(&vgg);
     dfr_runtime_close(&rt);

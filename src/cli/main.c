@@ -1,4 +1,5 @@
 /* dfrcl: DFR anomaly segmentation on any OpenCL device. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,28 @@ static void usage(FILE *f)
     fprintf(f, "\n'dfrcl <command> --help' describes a command's options.\n"
                "environment: DFRCL_DEVICE (device index or name substring), DFRCL_CACHE_DIR\n"
                "(compiled-kernel cache; empty disables it), DFRCL_WEIGHTS (backbone weights).\n");
+}
+
+static volatile int stop_flag;
+
+static void on_signal(int sig)
+{
+    if (stop_flag) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    stop_flag = 1;
+}
+
+volatile int *cli_stop_on_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return &stop_flag;
 }
 
 int cli_fail(const char *context)

@@ -38,6 +38,61 @@ int cli_train_option(dfr_train_opts *o, int opt, const char *arg)
             return 1;
         }
         return cli_int("--latent", arg, 1, 1 << 20, &o->latent) ? 1 : -1;
+    case 1210:
+        if (!strcmp(arg, "fast")) o->recipe = DFR_RECIPE_FAST;
+        else if (!strcmp(arg, "published")) o->recipe = DFR_RECIPE_PUBLISHED;
+        else {
+            fprintf(stderr, "dfrcl: error: --recipe expects fast or published, not '%s'\n", arg);
+            return -1;
+        }
+        return 1;
+    case 1211:
+        if (!strcmp(arg, "all")) {
+            o->positions = 1 << 30; /* clamped to the image's positions */
+            return 1;
+        }
+        return cli_int("--positions", arg, 1, 1 << 30, &o->positions) ? 1 : -1;
+    case 1212:
+        if (!strcmp(arg, "off")) {
+            o->patience = -1;
+            return 1;
+        }
+        return cli_int("--patience", arg, 1, 1000000, &o->patience) ? 1 : -1;
+    case 1213: {
+        double v = strtod(arg, &end);
+        double unit = 1024.0 * 1024.0; /* MiB when no suffix */
+        if (end && (*end == 'G' || *end == 'g')) unit *= 1024, end++;
+        else if (end && (*end == 'M' || *end == 'm')) end++;
+        if (end && (*end == 'i' || *end == 'B' || *end == 'b')) end += *end == 'i' ? 1 : 0;
+        if (end && (*end == 'B' || *end == 'b')) end++;
+        if (!*arg || *end || !(v > 0) || v * unit > 1e15) {
+            fprintf(stderr, "dfrcl: error: --memory expects a size such as 800M or 2G, not '%s'\n",
+                    arg);
+            return -1;
+        }
+        o->memory = v * unit;
+        return 1;
+    }
+    case 1214: {
+        static const char *const names[] = {"auto", "device", "host", "disk"};
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(arg, names[i])) {
+                o->store = i;
+                return 1;
+            }
+        fprintf(stderr, "dfrcl: error: --store expects auto, device, host or disk, not '%s'\n", arg);
+        return -1;
+    }
+    case 1215:
+        if (!strcmp(arg, "auto")) o->store_precision = 0;
+        else if (!strcmp(arg, "fp32")) o->store_precision = 32;
+        else if (!strcmp(arg, "fp16")) o->store_precision = 16;
+        else {
+            fprintf(stderr, "dfrcl: error: --precision expects auto, fp32 or fp16, not '%s'\n", arg);
+            return -1;
+        }
+        return 1;
+    case 1216: o->feature_dir = arg; return 1;
     default: return 0;
     }
 }

@@ -692,6 +692,44 @@ int dfr_cae_set_tensors(dfr_cae *cae, const float *const *src)
     return DFRCL_OK;
 }
 
+size_t dfr_cae_nparams(const dfr_cae *cae) { return cae ? cae->nparams : 0; }
+size_t dfr_cae_nrunning(const dfr_cae *cae) { return cae ? cae->nrunning : 0; }
+
+int dfr_cae_get_state(dfr_cae *cae, float *params, float *adam_m, float *adam_v, float *running,
+                      int64_t *steps, float loss_acc[3])
+{
+    if (!cae || !params || !adam_m || !adam_v || !running || !steps || !loss_acc)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: get_state without buffers");
+    size_t np = cae->nparams * sizeof(float);
+    int rc = dfr_read(cae->rt, cae->params, 0, np, params, "CAE download");
+    if (!rc) rc = dfr_read(cae->rt, cae->adam_m, 0, np, adam_m, "CAE download");
+    if (!rc) rc = dfr_read(cae->rt, cae->adam_v, 0, np, adam_v, "CAE download");
+    if (!rc) rc = dfr_read(cae->rt, cae->running, 0, cae->nrunning * sizeof(float), running,
+                           "CAE download");
+    if (!rc) rc = dfr_read(cae->rt, cae->loss, 0, 3 * sizeof(float), loss_acc, "CAE download");
+    *steps = cae->steps;
+    return rc;
+}
+
+int dfr_cae_set_state(dfr_cae *cae, const float *params, const float *adam_m, const float *adam_v,
+                      const float *running, int64_t steps, const float loss_acc[3])
+{
+    if (!cae || !params || !adam_m || !adam_v || !running || !loss_acc || steps < 0)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: set_state without buffers");
+    size_t np = cae->nparams * sizeof(float);
+    int rc = dfr_write(cae->rt, cae->params, 0, np, params, "CAE upload");
+    if (!rc) rc = dfr_write(cae->rt, cae->adam_m, 0, np, adam_m, "CAE upload");
+    if (!rc) rc = dfr_write(cae->rt, cae->adam_v, 0, np, adam_v, "CAE upload");
+    if (!rc) rc = dfr_write(cae->rt, cae->running, 0, cae->nrunning * sizeof(float), running,
+                            "CAE upload");
+    if (!rc) rc = dfr_write(cae->rt, cae->loss, 0, 3 * sizeof(float), loss_acc, "CAE upload");
+    if (!rc) {
+        cae->steps = steps;
+        cae->folded_ok = 0;
+    }
+    return rc;
+}
+
 int dfr_cae_get_grad(dfr_cae *cae, const char *name, float *dst, size_t count)
 {
     const cae_tensor *t = NULL;

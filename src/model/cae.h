@@ -94,6 +94,17 @@ int dfr_cae_set_tensor(dfr_cae *cae, const char *name, const float *src, size_t 
 int dfr_cae_get_tensors(dfr_cae *cae, float *const *dst);
 int dfr_cae_set_tensors(dfr_cae *cae, const float *const *src);
 
+/* ---- Training state (checkpoints) ----
+ * The whole state of training as flat float vectors: parameters, Adam's two moments (nparams
+ * each), running statistics (nrunning), Adam's step count, and the epoch loss accumulator
+ * (sum, count: dfr_cae_epoch_loss). Restoring it continues training exactly where it was. */
+size_t dfr_cae_nparams(const dfr_cae *cae);
+size_t dfr_cae_nrunning(const dfr_cae *cae);
+int dfr_cae_get_state(dfr_cae *cae, float *params, float *adam_m, float *adam_v, float *running,
+                      int64_t *steps, float loss_acc[3]);
+int dfr_cae_set_state(dfr_cae *cae, const float *params, const float *adam_m, const float *adam_v,
+                      const float *running, int64_t steps, const float loss_acc[3]);
+
 /* ---- Debugging and tests ---- */
 /* The gradient of parameter `name` computed by the last training step (waits). */
 int dfr_cae_get_grad(dfr_cae *cae, const char *name, float *dst, size_t count);

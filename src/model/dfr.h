@@ -19,25 +19,61 @@ typedef struct dfr_model_info {
     double fpr;        /* the expected pixel false-positive rate it was set for */
     int epochs, batch, train_images;
     double lr, final_loss;
+    int recipe, positions; /* recipe and positions per image per step it was trained with */
+    int64_t steps;         /* training steps (PyTorch's num_batches_tracked) */
     uint32_t seed;
     char backbone_sha256[65]; /* identity of the backbone tensors it was trained with */
     char backbone_desc[256];  /* how to get that backbone again: a file name or "random seed N" */
 } dfr_model_info;
 
+/* Training recipes. PUBLISHED is DFR as published (DESIGN.md §1 step 6: Adam 1e-4 on every
+ * position of batches of 4 images, a fixed number of epochs) and equals the PyTorch reference.
+ * FAST (the default) reaches the same accuracy in far less compute: each step trains on a random
+ * subset of the batch's feature positions (the autoencoder is 1x1 convolutions, so positions are
+ * independent samples) with a 10x larger learning rate, and training stops when the epoch loss
+ * stops improving (the epoch count is then a cap). */
+enum { DFR_RECIPE_FAST = 0, DFR_RECIPE_PUBLISHED = 1 };
+const char *dfr_recipe_name(int recipe);
+
 typedef struct dfr_train_opts {
-    int epochs;        /* default 150 */
+    int recipe;        /* DFR_RECIPE_FAST (default) or DFR_RECIPE_PUBLISHED */
+    /* 0 in any of these four = the recipe's value (dfr_train_resolve) */
+    int epochs;        /* the most epochs (fast 100; published 150, all run) */
+    float lr;          /* Adam's learning rate (fast 1e-3, published 1e-4) */
+    int positions;     /* feature positions of each image in a step (fast P/8, published P) */
+    int patience;      /* stop after this many epochs without a 1% better loss (fast 5);
+                        * -1 = never (published) */
     int batch;         /* default 4 */
-    float lr;          /* default 1e-4 */
     int latent;        /* 0 = by PCA */
     double pca_keep;   /* 0.9 */
     int pca_images;    /* 10 */
     double fpr;        /* 0.005 */
     uint32_t seed;     /* 0 */
+    /* Where the training features live (featstore.h): the budget in bytes for all of training's
+     * memory (features, autoencoder, buffers); 0 = dfr_train_auto_budget(). */
+    double memory;
+    int store;            /* a dfr_fs_place; 0 = by the budget */
+    int store_precision;  /* 0 auto, 16 or 32 */
+    const char *feature_dir; /* disk store's folder; NULL = $TMPDIR, else /var/tmp */
+    /* Checkpoint (may be NULL): written atomically every checkpoint_s seconds of training, and
+     * when *stop becomes non-zero (then dfr_train returns DFRCL_ERR_INTERRUPTED). resume != 0:
+     * continue from it when it exists (it must match these data, options and backbone). */
+    const char *checkpoint;
+    double checkpoint_s; /* 0 = 300 */
+    int resume;
+    volatile int *stop;
     /* Called after each epoch (and with epoch 0 during feature extraction, `done` images of
      * `total`); may be NULL. */
     void (*progress)(void *user, const char *phase, int done, int total, double loss);
     void *user;
 } dfr_train_opts;
+
+/* The recipe's values for the fields left 0 (epochs, lr, positions, patience), for npos positions
+ * per image. */
+void dfr_train_resolve(dfr_train_opts *o, int npos);
+/* The default memory budget: a quarter of the host's physical memory, at most 2 GiB, and at most
+ * half the device's global memory. */
+double dfr_train_auto_budget(const dfr_runtime *rt);
 
 void dfr_train_defaults(dfr_train_opts *o);
 
@@ -57,6 +93,11 @@ typedef struct dfr_model {
  * training images' pixel scores. */
 int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *images, int n,
               int size, const dfr_train_opts *o);
+
+/* Internal, for training's threshold: scoring buffers for up to `cap` images (m->feat holds
+ * their features), and the score maps of the first `batch` of them into m->score_full. */
+int dfr_model_score_buffers(dfr_model *m, int cap);
+int dfr_model_score_features(dfr_model *m, int batch);
 
 /* Scores one image (already size x size, 8-bit, 1 or 3 channels): the S x S map into `map`
  * (size*size floats, caller-owned); returns the image score (max of the map) in *score. */

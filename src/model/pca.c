@@ -46,58 +46,86 @@ int dfr_pca_latent_from_eigenvalues(const double *eig, int n, double keep, doubl
     return d;
 }
 
+/* Copies image i of a [n, channels, npos] buffer (dfr_pca_latent's source). */
+typedef struct pca_buffer_src {
+    dfr_runtime *rt;
+    cl_mem feat;
+    size_t bytes; /* one image */
+} pca_buffer_src;
+
+static int load_from_buffer(void *user, int i, cl_mem dst)
+{
+    const pca_buffer_src *b = user;
+    cl_int err = clEnqueueCopyBuffer(b->rt->queue, b->feat, dst, b->bytes * i, 0, b->bytes, 0,
+                                     NULL, NULL);
+    return dfr_cl_error(err, "PCA: copying features");
+}
+
 int dfr_pca_latent(dfr_runtime *rt, cl_mem feat, int n_images, int channels, int npos,
                    double keep, int *latent, double *ratio_kept)
+{
+    pca_buffer_src b = {rt, feat, (size_t)channels * npos * sizeof(float)};
+    return dfr_pca_latent_each(rt, n_images, channels, npos, load_from_buffer, &b, keep, latent,
+                               ratio_kept);
+}
+
+int dfr_pca_latent_each(dfr_runtime *rt, int n_images, int channels, int npos,
+                        int (*load)(void *user, int i, cl_mem dst), void *user, double keep,
+                        int *latent, double *ratio_kept)
 {
     *latent = 0;
     if (n_images < 1 || channels < 1 || npos < 1 || !(keep > 0 && keep < 1))
         return dfr_error(DFRCL_ERR_INVALID_ARG, "PCA: bad arguments");
-    size_t per = (size_t)channels * npos, total = per * (size_t)n_images;
+    size_t per = (size_t)channels * npos;
     double n = (double)npos * n_images;
-    float *x = malloc(total * sizeof(float));
+    float *x = malloc(per * sizeof(float));
     double *mean = calloc((size_t)channels, sizeof *mean);
     float *cov = malloc((size_t)channels * channels * sizeof(float));
     double *cd = malloc((size_t)channels * channels * sizeof(double));
     double *eig = malloc((size_t)channels * sizeof(double));
-    cl_mem centred = NULL, dcov = NULL;
+    cl_mem img = NULL, centred = NULL, dcov = NULL;
     int rc = DFRCL_OK;
     if (!x || !mean || !cov || !cd || !eig) {
-        rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "PCA: out of memory (%zu MiB of features)",
-                       total * sizeof(float) >> 20);
+        rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "PCA: out of memory (channels %d)", channels);
         goto done;
     }
+    rc = dfr_buffer_new(rt, per * sizeof(float), CL_MEM_READ_WRITE, "PCA features", &img);
+    if (!rc) rc = dfr_buffer_new(rt, per * sizeof(float), CL_MEM_READ_ONLY, "PCA samples", &centred);
+    if (!rc) rc = dfr_buffer_new(rt, (size_t)channels * channels * sizeof(float),
+                                 CL_MEM_READ_WRITE, "PCA covariance", &dcov);
     /* Centre on the host in double: the covariance of uncentred ReLU features would lose the
-     * small eigenvalues to cancellation. One round trip, once per training run. */
-    rc = dfr_read(rt, feat, 0, total * sizeof(float), x, "pca download");
-    if (rc) goto done;
-    for (int i = 0; i < n_images; i++)
-        for (int c = 0; c < channels; c++) {
-            const float *row = x + i * per + (size_t)c * npos;
+     * small eigenvalues to cancellation. Image by image, so memory does not grow with n: a first
+     * pass for the mean, a second that centres each image and adds X_i X_i^T / (n - 1). */
+    for (int i = 0; i < n_images && !rc; i++) {
+        rc = load(user, i, img);
+        if (!rc) rc = dfr_read(rt, img, 0, per * sizeof(float), x, "pca download");
+        for (int c = 0; c < channels && !rc; c++) {
+            const float *row = x + (size_t)c * npos;
             double s = 0;
             for (int p = 0; p < npos; p++) s += row[p];
             mean[c] += s;
         }
+    }
     for (int c = 0; c < channels; c++) mean[c] /= n;
-    for (int i = 0; i < n_images; i++)
+    for (int i = 0; i < n_images && !rc; i++) {
+        rc = load(user, i, img);
+        if (!rc) rc = dfr_read(rt, img, 0, per * sizeof(float), x, "pca download");
+        if (rc) break;
         for (int c = 0; c < channels; c++) {
-            float *row = x + i * per + (size_t)c * npos;
+            float *row = x + (size_t)c * npos;
             for (int p = 0; p < npos; p++) row[p] = (float)(row[p] - mean[c]);
         }
-    rc = dfr_buffer_new(rt, total * sizeof(float), CL_MEM_READ_ONLY, "PCA samples", &centred);
-    if (!rc) rc = dfr_buffer_new(rt, (size_t)channels * channels * sizeof(float),
-                                 CL_MEM_READ_WRITE, "PCA covariance", &dcov);
-    if (!rc) rc = dfr_write(rt, centred, 0, total * sizeof(float), x, "pca upload");
-    if (rc) goto done;
-    /* Cov = sum over images of X_i X_i^T / (n - 1), X_i [channels x npos] (NT, summed batch). */
-    dfr_gemm_desc g = {
-        .trans_a = 0, .trans_b = 1, .m = channels, .n = channels, .k = npos,
-        .alpha = (float)(1.0 / (n - 1)), .beta = 0.0f,
-        .a = centred, .a_offset = 0, .lda = (size_t)npos, .a_stride = per,
-        .b = centred, .b_offset = 0, .ldb = (size_t)npos, .b_stride = per,
-        .c = dcov, .c_offset = 0, .ldc = (size_t)channels, .c_stride = 0,
-        .batch = n_images,
-    };
-    rc = dfr_gemm(rt, &g, "pca");
+        rc = dfr_write(rt, centred, 0, per * sizeof(float), x, "pca upload");
+        dfr_gemm_desc g = {
+            .trans_a = 0, .trans_b = 1, .m = channels, .n = channels, .k = npos,
+            .alpha = (float)(1.0 / (n - 1)), .beta = i ? 1.0f : 0.0f,
+            .a = centred, .a_offset = 0, .lda = (size_t)npos, .a_stride = 0,
+            .b = centred, .b_offset = 0, .ldb = (size_t)npos, .b_stride = 0,
+            .c = dcov, .c_offset = 0, .ldc = (size_t)channels, .c_stride = 0,
+            .batch = 1,
+        };
+        if (!rc) rc = dfr_gemm(rt, &g, "pca");
+    }
     if (!rc) rc = dfr_read(rt, dcov, 0, (size_t)channels * channels * sizeof(float), cov,
                            "pca download");
     if (rc) goto done;
@@ -109,6 +137,7 @@ int dfr_pca_latent(dfr_runtime *rt, cl_mem feat, int n_images, int channels, int
     }
     *latent = dfr_pca_latent_from_eigenvalues(eig, channels, keep, ratio_kept);
 done:
+    dfr_buffer_release(&img);
     dfr_buffer_release(&centred);
     dfr_buffer_release(&dcov);
     free(x);

@@ -13,6 +13,12 @@
 int dfr_pca_latent(dfr_runtime *rt, cl_mem feat, int n_images, int channels, int npos,
                    double keep, int *latent, double *ratio_kept);
 
+/* The same, with image i of n_images loaded by load(user, i, dst) into dst ([channels, npos]
+ * fp32 on the device) when needed (twice each): memory does not grow with n_images. */
+int dfr_pca_latent_each(dfr_runtime *rt, int n_images, int channels, int npos,
+                        int (*load)(void *user, int i, cl_mem dst), void *user, double keep,
+                        int *latent, double *ratio_kept);
+
 /* The rule on given eigenvalues (any order): exposed for tests. */
 int dfr_pca_latent_from_eigenvalues(const double *eig, int n, double keep, double *ratio_kept);
 #endif

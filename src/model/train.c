@@ -1,0 +1,657 @@
+/* DFR training (dfr.h): the features of the normal images into a feature store, the latent size
+ * by PCA, the autoencoder's epochs under a recipe, checkpoints, and the threshold. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/prefetch.h"
+#include "io/safetensors.h"
+#include "model/dfr.h"
+#include "model/featstore.h"
+#include "model/pca.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "util/hash.h"
+#include "util/rand.h"
+
+#define MIB (1024.0 * 1024.0)
+#define CHECKPOINT_FORMAT "dfrcl-checkpoint"
+#define CHECKPOINT_VERSION 1
+
+const char *dfr_recipe_name(int recipe) { return recipe == DFR_RECIPE_PUBLISHED ? "published" : "fast"; }
+
+void dfr_train_defaults(dfr_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->recipe = DFR_RECIPE_FAST;
+    o->batch = 4;
+    o->pca_keep = 0.9;
+    o->pca_images = 10;
+    o->fpr = 0.005;
+}
+
+void dfr_train_resolve(dfr_train_opts *o, int npos)
+{
+    int fast = o->recipe != DFR_RECIPE_PUBLISHED;
+    if (o->epochs <= 0) o->epochs = fast ? 100 : 150;
+    if (!(o->lr > 0)) o->lr = fast ? 1e-3f : 1e-4f;
+    if (o->positions <= 0) o->positions = fast ? (npos >= 16 ? npos / 8 : npos) : npos;
+    if (o->positions > npos) o->positions = npos;
+    if (o->patience == 0) o->patience = fast ? 5 : -1;
+}
+
+double dfr_train_auto_budget(const dfr_runtime *rt)
+{
+    double host = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    double b = host > 0 ? host / 4 : 2048 * MIB;
+    if (b > 2048 * MIB) b = 2048 * MIB;
+    double dev = (double)rt->info.global_mem_bytes * 3 / 4;
+    if (dev > 0 && b > dev) b = dev;
+    return b;
+}
+
+/* Bytes of the autoencoder's training buffers for `cols` positions per step (cae.c: parameters,
+ * gradients, two Adam moments and folded weights; per position the activations and the output,
+ * plus the input batch), and of scoring one image for the threshold. */
+static double cae_train_bytes(int C, int d, double cols)
+{
+    double h = (C + 2.0 * d) / 2;
+    double params = 2 * C * h + 4 * h * d + 4.0 * d * d + 2 * C + 4 * h + 6.0 * d;
+    return 4 * (5 * params + cols * (4 * h + 9.0 * d + 2.0 * C));
+}
+
+static double score_bytes(int C, int d, int P, int S)
+{
+    return cae_train_bytes(C, d, P) + 4.0 * (2.0 * C * P + (double)P + (double)S * S);
+}
+
+static void progress(const dfr_train_opts *o, const char *phase, int done, int total, double loss)
+{
+    if (o->progress) o->progress(o->user, phase, done, total, loss);
+}
+
+/* ---- features ---- */
+
+static int extract_features(dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *images, int n,
+                            int size, const dfr_train_opts *o, dfr_fs *fs)
+{
+    int q = size / 4;
+    cl_mem one = NULL;
+    int rc = dfr_buffer_new(rt, (size_t)vgg->channels * q * q * sizeof(float), CL_MEM_READ_WRITE,
+                            "features", &one);
+    /* Images are decoded on a worker thread, ahead of the device's work. */
+    dfr_prefetch *pf = NULL;
+    if (!rc) rc = dfr_prefetch_open(&pf, images, n, size, 2);
+    for (int i = 0; i < n && !rc; i++) {
+        dfrcl_image img = {0};
+        rc = dfr_prefetch_next(pf, &img, NULL, NULL);
+        if (!rc) rc = dfr_vgg19_features(vgg, img.pixels, img.channels, size, one, 0);
+        if (!rc) rc = dfr_fs_put(fs, i, one, 0);
+        dfrcl_image_free(&img);
+        if (rc) rc = dfr_error_prefix(rc, "%s", images[i]);
+        progress(o, "features", i + 1, n, 0);
+        if (!rc && o->stop && *o->stop)
+            rc = dfr_error(DFRCL_ERR_INTERRUPTED, "interrupted while extracting the features");
+    }
+    dfr_prefetch_close(&pf);
+    if (!rc) rc = dfr_finish(rt);
+    dfr_buffer_release(&one);
+    return rc;
+}
+
+static int pca_load(void *user, int i, cl_mem dst)
+{
+    return dfr_fs_gather(user, &i, 1, NULL, dfr_fs_npos(user), dst);
+}
+
+/* ---- the threshold ---- */
+
+static int cmp_float_desc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The score above which a fraction `fpr` of the training pixels lies. */
+static double threshold_from_scores(float *s, size_t n, double fpr)
+{
+    qsort(s, n, sizeof *s, cmp_float_desc);
+    size_t k = (size_t)floor(fpr * (double)n);
+    if (k >= n) k = n - 1;
+    return s[k];
+}
+
+static int set_threshold(dfr_model *m, dfr_fs *fs, int n, const dfr_train_opts *o)
+{
+    int S = m->info.size, P = (S / 4) * (S / 4);
+    size_t SS = (size_t)S * S;
+    float *scores = malloc(SS * n * sizeof(float));
+    int rc = scores ? DFRCL_OK : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    if (!rc) rc = dfr_model_score_buffers(m, 1);
+    for (int i = 0; i < n && !rc; i++) {
+        rc = dfr_fs_gather(fs, &i, 1, NULL, P, m->feat);
+        if (i + 1 < n) dfr_fs_hint(fs, (int[]){i + 1}, 1);
+        if (!rc) rc = dfr_model_score_features(m, 1);
+        if (!rc) rc = dfr_read(m->rt, m->score_full, 0, SS * sizeof(float), scores + SS * i, "download");
+        progress(o, "threshold", i + 1, n, 0);
+    }
+    if (!rc) {
+        m->info.threshold = threshold_from_scores(scores, SS * n, o->fpr);
+        dfr_log(1, "threshold %.6g (pixel false-positive rate %g on the training images)",
+                m->info.threshold, o->fpr);
+    }
+    free(scores);
+    return rc;
+}
+
+/* ---- the loop's state, and checkpoints ---- */
+
+typedef struct train_state {
+    int epoch;        /* epochs finished */
+    int next;         /* first image (in the epoch's order) of the next step */
+    int64_t step;     /* steps taken */
+    double best;      /* best epoch loss so far */
+    int bad;          /* epochs since it last improved by 1% */
+    int done;         /* stopped early */
+    double last_loss; /* the last finished epoch's loss */
+    double seconds;   /* training time before this process */
+} train_state;
+
+/* The identity of a training run: everything that decides the model. A checkpoint continues only
+ * the run it came from. */
+typedef struct run_identity {
+    char data[65];     /* SHA-256 of the image files, in order */
+    char backbone[65]; /* the backbone's tensors */
+    char options[512]; /* the resolved options, as text */
+} run_identity;
+
+static int hash_images(const char *const *images, int n, char hex[65])
+{
+    dfr_sha256 h;
+    dfr_sha256_init(&h);
+    for (int i = 0; i < n; i++) {
+        unsigned char *data = NULL;
+        size_t len = 0;
+        int rc = dfr_read_file(images[i], &data, &len);
+        if (rc) return rc;
+        const char *base = strrchr(images[i], '/');
+        dfr_sha256_update_str(&h, base ? base + 1 : images[i]);
+        dfr_sha256_update(&h, data, len);
+        free(data);
+    }
+    dfr_sha256_hex(&h, hex);
+    return DFRCL_OK;
+}
+
+/* The options that decide the model, as asked for (latent "auto" stays auto: the checkpoint
+ * records the size PCA gave). */
+static void describe_options(const dfr_train_opts *o, int size, int layers, char *buf, size_t n)
+{
+    char latent[16], prec[8];
+    snprintf(latent, sizeof latent, o->latent > 0 ? "%d" : "auto", o->latent);
+    snprintf(prec, sizeof prec, o->store_precision ? "fp%d" : "auto", o->store_precision);
+    snprintf(buf, n,
+             "recipe %s, size %d, layers %d, latent %s, pca %g of %d images, epochs %d, batch %d, "
+             "lr %.9g, positions %d, patience %d, seed %u, store precision %s",
+             dfr_recipe_name(o->recipe), size, layers, latent, o->pca_keep, o->pca_images,
+             o->epochs, o->batch, (double)o->lr, o->positions, o->patience, o->seed, prec);
+}
+
+static int write_checkpoint(const char *path, dfr_cae *cae, const train_state *st,
+                            const run_identity *id, int latent, int precision)
+{
+    size_t np = dfr_cae_nparams(cae), nr = dfr_cae_nrunning(cae);
+    float *buf = malloc((3 * np + nr) * sizeof(float));
+    float loss[3];
+    int64_t steps = 0;
+    if (!buf) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory for the checkpoint");
+    int rc = dfr_cae_get_state(cae, buf, buf + np, buf + 2 * np, buf + 3 * np, &steps, loss);
+    dfr_st_writer *w = NULL;
+    if (!rc) rc = dfr_st_writer_new(&w);
+    int64_t snp[1] = {(int64_t)np}, snr[1] = {(int64_t)nr}, s3[1] = {3};
+    if (!rc) rc = dfr_st_writer_add_f32(w, "params", 1, snp, buf);
+    if (!rc) rc = dfr_st_writer_add_f32(w, "adam_m", 1, snp, buf + np);
+    if (!rc) rc = dfr_st_writer_add_f32(w, "adam_v", 1, snp, buf + 2 * np);
+    if (!rc) rc = dfr_st_writer_add_f32(w, "running", 1, snr, buf + 3 * np);
+    if (!rc) rc = dfr_st_writer_add_f32(w, "loss_acc", 1, s3, loss);
+    char v[64];
+#define META(key, fmt, val)                                                                    \
+    if (!rc) {                                                                                 \
+        snprintf(v, sizeof v, fmt, val);                                                       \
+        rc = dfr_st_writer_meta(w, key, v);                                                    \
+    }
+    if (!rc) rc = dfr_st_writer_meta(w, "format", CHECKPOINT_FORMAT);
+    META("format_version", "%d", CHECKPOINT_VERSION)
+    if (!rc) rc = dfr_st_writer_meta(w, "data_sha256", id->data);
+    if (!rc) rc = dfr_st_writer_meta(w, "backbone_sha256", id->backbone);
+    if (!rc) rc = dfr_st_writer_meta(w, "options", id->options);
+    META("latent", "%d", latent)
+    META("store_precision", "%d", precision)
+    META("epoch", "%d", st->epoch)
+    META("next", "%d", st->next)
+    META("step", "%lld", (long long)st->step)
+    META("adam_steps", "%lld", (long long)steps)
+    META("best", "%.17g", st->best)
+    META("bad", "%d", st->bad)
+    META("done", "%d", st->done)
+    META("last_loss", "%.17g", st->last_loss)
+    META("seconds", "%.3f", st->seconds)
+#undef META
+    if (!rc) rc = dfr_st_writer_write(w, path);
+    if (rc) rc = dfr_error_prefix(rc, "writing the checkpoint %s", path);
+    dfr_st_writer_free(&w);
+    free(buf);
+    return rc;
+}
+
+static int ck_long(dfr_safetensors *st, const char *path, const char *key, long long *out)
+{
+    const char *s = dfr_st_metadata(st, key);
+    char *end = NULL;
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    if (!s || !*s || *end || v < 0)
+        return dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint metadata '%s' is missing or bad", path, key);
+    *out = v;
+    return DFRCL_OK;
+}
+
+static int ck_double(dfr_safetensors *st, const char *path, const char *key, double *out)
+{
+    const char *s = dfr_st_metadata(st, key);
+    char *end = NULL;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || !*s || *end || isnan(v))
+        return dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint metadata '%s' is missing or bad", path, key);
+    *out = v;
+    return DFRCL_OK;
+}
+
+/* Reads the identity and loop state of a checkpoint, and checks that it continues this run. */
+static int peek_checkpoint(const char *path, const run_identity *id, int *latent, int *precision,
+                           train_state *ts, int n_images)
+{
+    dfr_safetensors *st = NULL;
+    int rc = dfr_st_open(&st, path);
+    if (rc) return rc;
+    const char *fmt = dfr_st_metadata(st, "format");
+    long long v = 0;
+    if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) != 0)
+        rc = dfr_error(DFRCL_ERR_FORMAT, "%s: not a dfrcl training checkpoint", path);
+    if (!rc) rc = ck_long(st, path, "format_version", &v);
+    if (!rc && v != CHECKPOINT_VERSION)
+        rc = dfr_error(DFRCL_ERR_MISMATCH, "%s: checkpoint version %lld, this dfrcl reads %d", path,
+                       v, CHECKPOINT_VERSION);
+    const char *data = dfr_st_metadata(st, "data_sha256");
+    const char *bb = dfr_st_metadata(st, "backbone_sha256");
+    const char *opts = dfr_st_metadata(st, "options");
+    if (!rc && (!data || !bb || !opts))
+        rc = dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint lacks its run's identity", path);
+    if (!rc && strcmp(bb, id->backbone) != 0)
+        rc = dfr_error(DFRCL_ERR_MISMATCH,
+                       "%s: the checkpoint was made with another backbone; give the same --weights "
+                       "and --layers, or start afresh without --resume",
+                       path);
+    if (!rc && strcmp(data, id->data) != 0)
+        rc = dfr_error(DFRCL_ERR_MISMATCH,
+                       "%s: the checkpoint was made with other training images (their contents "
+                       "differ); start afresh without --resume",
+                       path);
+    long long lat = 0, prec = 0, ep = 0, next = 0, step = 0, bad = 0, done = 0;
+    if (!rc) rc = ck_long(st, path, "latent", &lat);
+    if (!rc) rc = ck_long(st, path, "store_precision", &prec);
+    if (!rc && prec != 16 && prec != 32)
+        rc = dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint store precision %lld", path, prec);
+    if (!rc && strcmp(opts, id->options) != 0)
+        rc = dfr_error(DFRCL_ERR_MISMATCH,
+                       "%s: the checkpoint was made with other training options (%s; now %s); "
+                       "give the same options, or start afresh without --resume",
+                       path, opts, id->options);
+    if (!rc) rc = ck_long(st, path, "epoch", &ep);
+    if (!rc) rc = ck_long(st, path, "next", &next);
+    if (!rc) rc = ck_long(st, path, "step", &step);
+    if (!rc) rc = ck_long(st, path, "bad", &bad);
+    if (!rc) rc = ck_long(st, path, "done", &done);
+    if (!rc) rc = ck_double(st, path, "best", &ts->best);
+    if (!rc) rc = ck_double(st, path, "last_loss", &ts->last_loss);
+    if (!rc) rc = ck_double(st, path, "seconds", &ts->seconds);
+    if (!rc && (next > n_images || lat < 1))
+        rc = dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint state out of range", path);
+    dfr_st_close(&st);
+    if (rc) return rc;
+    *latent = (int)lat;
+    *precision = (int)prec;
+    ts->epoch = (int)ep;
+    ts->next = (int)next;
+    ts->step = step;
+    ts->bad = (int)bad;
+    ts->done = (int)done;
+    return DFRCL_OK;
+}
+
+static int load_checkpoint(const char *path, dfr_cae *cae)
+{
+    size_t np = dfr_cae_nparams(cae), nr = dfr_cae_nrunning(cae);
+    float *buf = malloc((3 * np + nr) * sizeof(float));
+    float loss[3];
+    dfr_safetensors *st = NULL;
+    long long steps = 0;
+    if (!buf) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory for the checkpoint");
+    int rc = dfr_st_open(&st, path);
+    int64_t snp[1] = {(int64_t)np}, snr[1] = {(int64_t)nr}, s3[1] = {3};
+    if (!rc) rc = dfr_st_read_f32(st, "params", 1, snp, buf, np);
+    if (!rc) rc = dfr_st_read_f32(st, "adam_m", 1, snp, buf + np, np);
+    if (!rc) rc = dfr_st_read_f32(st, "adam_v", 1, snp, buf + 2 * np, np);
+    if (!rc) rc = dfr_st_read_f32(st, "running", 1, snr, buf + 3 * np, nr);
+    if (!rc) rc = dfr_st_read_f32(st, "loss_acc", 1, s3, loss, 3);
+    if (!rc) rc = ck_long(st, path, "adam_steps", &steps);
+    if (!rc) rc = dfr_cae_set_state(cae, buf, buf + np, buf + 2 * np, buf + 3 * np, steps, loss);
+    if (rc) rc = dfr_error_prefix(rc, "resuming from %s", path);
+    dfr_st_close(&st);
+    free(buf);
+    return rc;
+}
+
+/* ---- the loop ---- */
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* The images of epoch `ep` in training order: a seeded Fisher-Yates shuffle. */
+static void epoch_order(int *perm, int n, uint32_t seed, int ep)
+{
+    for (int i = 0; i < n; i++) perm[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(dfr_rand_u32(seed * 7919u + 17u, (uint32_t)(ep * n + i)) % (uint32_t)(i + 1));
+        int t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* The k of npos positions that step `step` trains on (the same for every image of the batch),
+ * in ascending order: a partial seeded Fisher-Yates. scratch holds npos ints. */
+static void step_positions(int *out, int *scratch, int k, int npos, uint32_t seed, int64_t step)
+{
+    uint32_t stream = dfr_rand_u32(seed ^ 0x5eed1234u, (uint32_t)step) ^ (uint32_t)(step >> 32);
+    for (int i = 0; i < npos; i++) scratch[i] = i;
+    for (int i = 0; i < k; i++) {
+        int j = i + (int)(dfr_rand_u32(stream, (uint32_t)i) % (uint32_t)(npos - i));
+        int t = scratch[i];
+        scratch[i] = scratch[j];
+        scratch[j] = t;
+    }
+    memcpy(out, scratch, (size_t)k * sizeof *out);
+    qsort(out, (size_t)k, sizeof *out, cmp_int);
+}
+
+/* Copies the trained autoencoder into one that scores whole images (the fast recipe trains on
+ * fewer positions per image than scoring takes). */
+static int clone_for_scoring(dfr_cae **out, dfr_cae *src, dfr_runtime *rt, int npos)
+{
+    float *data[DFR_CAE_NUM_TENSORS] = {0};
+    dfr_cae_tensor t;
+    int rc = DFRCL_OK;
+    for (int i = 0; i < DFR_CAE_NUM_TENSORS && !rc; i++) {
+        rc = dfr_cae_tensor_info(src, i, &t);
+        if (!rc && !(data[i] = malloc(t.numel * sizeof(float))))
+            rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    }
+    if (!rc) rc = dfr_cae_get_tensors(src, data);
+    if (!rc) rc = dfr_cae_new(out, rt, dfr_cae_channels(src), dfr_cae_latent(src), 1, npos, 0);
+    if (!rc) rc = dfr_cae_set_tensors(*out, (const float *const *)data);
+    for (int i = 0; i < DFR_CAE_NUM_TENSORS; i++) free(data[i]);
+    return rc;
+}
+
+static int check_options(const dfr_vgg19 *vgg, int n, int size, const dfr_train_opts *o)
+{
+    if (n < 1) return dfr_error(DFRCL_ERR_INVALID_ARG, "no training images");
+    if (o->epochs < 0 || o->batch < 1 || o->batch > 64 || o->lr < 0 || !(o->fpr > 0 && o->fpr < 1) ||
+        o->positions < 0 || o->patience < -1 || (o->recipe != DFR_RECIPE_FAST &&
+                                                o->recipe != DFR_RECIPE_PUBLISHED))
+        return dfr_error(DFRCL_ERR_INVALID_ARG,
+                         "bad training options (recipe %d, epochs %d, batch %d (1..64), lr %g, fpr "
+                         "%g, positions %d, patience %d)",
+                         o->recipe, o->epochs, o->batch, o->lr, o->fpr, o->positions, o->patience);
+    if (o->latent > vgg->channels)
+        return dfr_error(DFRCL_ERR_INVALID_ARG,
+                         "--latent %d is larger than the feature's %d channels", o->latent,
+                         vgg->channels);
+    if (o->latent < 0)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "latent size %d: 0 (by PCA) or a size", o->latent);
+    if (o->latent == 0 && !(o->pca_keep > 0 && o->pca_keep <= 1 && o->pca_images >= 1))
+        return dfr_error(DFRCL_ERR_INVALID_ARG,
+                         "bad PCA options (keep %g must be in (0, 1], images %d at least 1)",
+                         o->pca_keep, o->pca_images);
+    if (o->memory < 0 || (o->store_precision && o->store_precision != 16 && o->store_precision != 32))
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "bad memory options (budget %g, precision %d)",
+                         o->memory, o->store_precision);
+    if (size > DFR_MODEL_MAX_SIZE)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "image size %d: a model holds at most %d", size,
+                         DFR_MODEL_MAX_SIZE);
+    return dfr_vgg19_check_size(vgg, size);
+}
+
+int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *images, int n,
+              int size, const dfr_train_opts *opts)
+{
+    *out = NULL;
+    int rc = check_options(vgg, n, size, opts);
+    if (rc) return rc;
+    int q = size / 4, P = q * q, C = vgg->channels;
+    dfr_train_opts o = *opts;
+    dfr_train_resolve(&o, P);
+    int bmax = o.batch < n ? o.batch : n, k = o.positions;
+    double budget = o.memory > 0 ? o.memory : dfr_train_auto_budget(rt);
+
+    dfr_model *m = calloc(1, sizeof *m);
+    if (!m) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    m->rt = rt;
+    m->vgg = vgg;
+    dfr_model_info *info = &m->info;
+    info->layers = vgg->layers;
+    info->size = size;
+    info->channels = C;
+    info->epochs = o.epochs;
+    info->batch = o.batch;
+    info->lr = o.lr;
+    info->fpr = o.fpr;
+    info->seed = o.seed;
+    info->train_images = n;
+    info->recipe = o.recipe;
+    info->positions = k;
+    snprintf(info->backbone_sha256, sizeof info->backbone_sha256, "%s", vgg->identity);
+    snprintf(info->backbone_desc, sizeof info->backbone_desc, "%s", vgg->desc);
+
+    /* A checkpoint to continue? It fixes the latent size and the store's precision. */
+    run_identity id = {0};
+    train_state ts = {0};
+    ts.best = INFINITY;
+    int resumed = 0, latent = o.latent, precision = o.store_precision;
+    if (o.checkpoint) {
+        snprintf(id.backbone, sizeof id.backbone, "%s", vgg->identity);
+        describe_options(&o, size, vgg->layers, id.options, sizeof id.options);
+        rc = hash_images(images, n, id.data);
+        if (!rc && o.resume && access(o.checkpoint, F_OK) == 0) {
+            rc = peek_checkpoint(o.checkpoint, &id, &latent, &precision, &ts, n);
+            if (!rc) {
+                resumed = 1;
+                dfr_log(1, "resuming from %s: epoch %d, step %lld, %.0f s trained", o.checkpoint,
+                        ts.epoch + (ts.next > 0), (long long)ts.step, ts.seconds);
+            }
+        } else if (!rc && access(o.checkpoint, F_OK) == 0) {
+            dfr_log(1, "%s exists: starting afresh (--resume continues it)", o.checkpoint);
+        }
+    }
+
+    /* The store gets what the autoencoder and scoring leave of the budget. The latent size is
+     * not known before PCA: reserve for d = C / 8 (PCA gives far less at 90% on VGG features). */
+    int d_guess = latent > 0 ? latent : (C / 8 > 1 ? C / 8 : 1);
+    double cae_need = cae_train_bytes(C, d_guess, (double)bmax * k);
+    double sc = score_bytes(C, d_guess, P, size);
+    if (sc > cae_need) cae_need = sc;
+    double pca_need = 4.0 * (3.0 * C * P) + 12.0 * C * C;
+    double reserve = cae_need > pca_need ? cae_need : pca_need;
+    dfr_fs *fs = NULL;
+    dfr_fs_opts fo = {.place = (dfr_fs_place)o.store, .precision = precision,
+                      .budget = budget - reserve, .dir = o.feature_dir, .batch = bmax};
+    if (budget - reserve <= 0)
+        rc = rc ? rc : dfr_error(DFRCL_ERR_HOST_MEMORY,
+                                 "the memory budget (%.0f MiB) is below the minimum for training "
+                                 "this model: about %.0f MiB for the autoencoder and buffers plus "
+                                 "%.0f MiB for the smallest feature store; give --memory %.0f or "
+                                 "more",
+                                 budget / MIB, reserve / MIB,
+                                 dfr_fs_need(DFR_FS_DISK, 16, n, C, P, bmax) / MIB,
+                                 ceil((reserve + dfr_fs_need(DFR_FS_DISK, 16, n, C, P, bmax)) / MIB));
+    if (!rc) {
+        rc = dfr_fs_open(&fs, rt, n, C, P, &fo);
+        if (rc == DFRCL_ERR_HOST_MEMORY)
+            rc = dfr_error_prefix(rc, "memory budget %.0f MiB, of which the autoencoder and "
+                                  "buffers take about %.0f MiB",
+                                  budget / MIB, reserve / MIB);
+    }
+    if (!rc) {
+        dfr_log(1, "memory budget %.0f MiB%s: features %s fp%d, autoencoder and buffers about "
+                   "%.0f MiB",
+                budget / MIB, o.memory > 0 ? "" : " (auto)", dfr_fs_place_name(dfr_fs_where(fs)),
+                dfr_fs_precision(fs), reserve / MIB);
+        rc = extract_features(rt, vgg, images, n, size, &o, fs);
+    }
+    /* Latent size: the checkpoint's, the one given, or PCA of the first pca_images images. */
+    if (!rc && latent > 0) info->latent = latent;
+    else if (!rc) {
+        int np = o.pca_images < n ? o.pca_images : n;
+        double kept = 0;
+        rc = dfr_pca_latent_each(rt, np, C, P, pca_load, fs, o.pca_keep, &info->latent, &kept);
+        if (!rc)
+            dfr_log(1, "PCA on %d image(s): latent size %d keeps %.1f%% of the variance", np,
+                    info->latent, 100 * kept);
+    }
+    cl_mem batch = NULL, pos = NULL;
+    int *perm = NULL, *pick = NULL, *scratch = NULL;
+    if (!rc) rc = dfr_cae_new(&m->cae, rt, C, info->latent, bmax, k, o.seed);
+    if (!rc) rc = dfr_buffer_new(rt, (size_t)C * k * bmax * sizeof(float), CL_MEM_READ_WRITE,
+                                 "a training batch", &batch);
+    if (!rc && k < P)
+        rc = dfr_buffer_new(rt, (size_t)k * sizeof(int), CL_MEM_READ_ONLY, "positions", &pos);
+    if (rc == DFRCL_ERR_DEVICE_MEMORY)
+        rc = dfr_error_prefix(rc,
+                              "training C=%d, latent %d, batch %d needs about %.0f MiB on the "
+                              "device besides the features; try --batch %d or a smaller --size",
+                              C, info->latent, bmax,
+                              cae_train_bytes(C, info->latent, (double)bmax * k) / MIB,
+                              bmax > 1 ? bmax / 2 : 1);
+    if (!rc && resumed) rc = load_checkpoint(o.checkpoint, m->cae);
+    if (!rc) {
+        perm = malloc((size_t)n * sizeof *perm);
+        pick = malloc((size_t)k * sizeof *pick);
+        scratch = malloc((size_t)P * sizeof *scratch);
+        if (!perm || !pick || !scratch) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    }
+    if (!rc)
+        dfr_log(1, "recipe %s: Adam lr %g, batch %d, %d of %d positions per image a step, %s%d "
+                   "epochs",
+                dfr_recipe_name(o.recipe), (double)o.lr, o.batch, k, P,
+                o.patience > 0 ? "stop when the loss stops improving, at most " : "", o.epochs);
+
+    double t_start = now_s(), t_ck = t_start;
+    int stopped = 0;
+    while (!rc && !ts.done && ts.epoch < o.epochs) {
+        epoch_order(perm, n, o.seed, ts.epoch);
+        while (!rc && ts.next < n) {
+            int b0 = ts.next, bs = n - b0 < o.batch ? n - b0 : o.batch;
+            if (bs * k >= 2) { /* BatchNorm needs two values per channel */
+                if (pos) {
+                    step_positions(pick, scratch, k, P, o.seed, ts.step);
+                    rc = dfr_write(rt, pos, 0, (size_t)k * sizeof(int), pick, "upload");
+                }
+                if (!rc) rc = dfr_fs_gather(fs, perm + b0, bs, pos, k, batch);
+                int nb = b0 + bs < n ? (n - b0 - bs < o.batch ? n - b0 - bs : o.batch) : 0;
+                if (nb) dfr_fs_hint(fs, perm + b0 + bs, nb);
+                if (!rc) rc = dfr_cae_train_step(m->cae, batch, 0, bs, o.lr, NULL);
+                ts.step++;
+            }
+            ts.next = b0 + bs;
+            /* Checkpoint every few minutes, and when asked to stop. */
+            int stop = o.stop && *o.stop;
+            if (!rc && o.checkpoint && (stop || now_s() - t_ck >= (o.checkpoint_s > 0 ? o.checkpoint_s : 300))) {
+                double saved = ts.seconds;
+                ts.seconds += now_s() - t_start;
+                rc = write_checkpoint(o.checkpoint, m->cae, &ts, &id, info->latent, dfr_fs_precision(fs));
+                ts.seconds = saved;
+                t_ck = now_s();
+                if (!rc) dfr_log(2, "checkpoint %s: epoch %d, step %lld", o.checkpoint, ts.epoch + 1,
+                                 (long long)ts.step);
+            }
+            if (!rc && stop) {
+                stopped = 1;
+                rc = dfr_error(DFRCL_ERR_INTERRUPTED,
+                               "training interrupted in epoch %d%s%s", ts.epoch + 1,
+                               o.checkpoint ? "; the checkpoint " : "",
+                               o.checkpoint ? o.checkpoint : "");
+            }
+        }
+        if (rc) break;
+        double loss = 0;
+        rc = dfr_cae_epoch_loss(m->cae, &loss, NULL);
+        if (rc) break;
+        ts.epoch++;
+        ts.next = 0;
+        ts.last_loss = loss;
+        /* Early stop: `patience` epochs without a 1% better loss. */
+        if (loss < ts.best * 0.99) {
+            ts.best = loss;
+            ts.bad = 0;
+        } else if (loss < ts.best) {
+            ts.best = loss, ts.bad++;
+        } else {
+            ts.bad++;
+        }
+        if (o.patience > 0 && ts.bad >= o.patience) ts.done = 1;
+        progress(&o, "train", ts.epoch, ts.done ? ts.epoch : o.epochs, loss);
+        if (ts.done)
+            dfr_log(1, "loss stopped improving: stopped after epoch %d (loss %.6g)", ts.epoch, loss);
+    }
+    (void)stopped;
+    if (!rc) {
+        info->epochs = ts.epoch;
+        info->final_loss = ts.last_loss;
+        info->steps = dfr_cae_steps(m->cae);
+        dfr_log(1, "trained %d epochs, %lld steps in %.1f s", ts.epoch, (long long)ts.step,
+                ts.seconds + now_s() - t_start);
+    }
+    dfr_buffer_release(&batch);
+    dfr_buffer_release(&pos);
+    /* Scoring takes every position of one image at a time. */
+    if (!rc && k < P) {
+        dfr_cae *scorer = NULL;
+        rc = clone_for_scoring(&scorer, m->cae, rt, P);
+        dfr_cae_free(&m->cae);
+        m->cae = scorer;
+    }
+    if (!rc) rc = set_threshold(m, fs, n, &o);
+    free(perm);
+    free(pick);
+    free(scratch);
+    dfr_fs_close(&fs);
+    if (rc) {
+        dfr_model_free(&m);
+        return rc;
+    }
+    *out = m;
+    return DFRCL_OK;
+}
