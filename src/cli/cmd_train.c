@@ -7,10 +7,43 @@
 #include "cli/cli.h"
 #include "cli/progress.h"
 #include "cli/train_opts.h"
+#include "eval/evaluate.h"
+#include <cjson/cJSON.h>
 #include "io/dataset.h"
 #include "model/dfr.h"
 #include "util/error.h"
 #include "util/fsutil.h"
+
+/* --eval-every: the accuracy curve, one entry per evaluation, rewritten atomically each time. */
+typedef struct curve_ctx {
+    dfr_test_set ts;
+    cJSON *root, *points;
+    const char *path;
+    cli_train_progress *prog;
+} curve_ctx;
+
+static int on_eval(void *user, int epoch, double seconds, dfr_model *m)
+{
+    curve_ctx *c = ((cli_train_progress *)user)->curve;
+    dfr_metrics mt;
+    dfr_eval_opts eo = {.quiet = 1};
+    int rc = dfr_evaluate(m, &c->ts, &eo, &mt);
+    if (rc) return rc;
+    dfr_log(1, "epoch %d, %.1f s of training: pixel AUROC %.4f, image AUROC %.4f, AUPRO %.4f",
+            epoch, seconds, mt.pixel_auroc, mt.image_auroc, mt.aupro);
+    cJSON *pt = cJSON_CreateObject();
+    cJSON_AddNumberToObject(pt, "epoch", epoch);
+    cJSON_AddNumberToObject(pt, "train_seconds", seconds);
+    cJSON_AddNumberToObject(pt, "pixel_auroc", mt.pixel_auroc);
+    cJSON_AddNumberToObject(pt, "image_auroc", mt.image_auroc);
+    cJSON_AddNumberToObject(pt, "aupro", mt.aupro);
+    cJSON_AddItemToArray(c->points, pt);
+    char *txt = cJSON_Print(c->root);
+    rc = txt ? dfr_write_file_atomic(c->path, txt, strlen(txt))
+             : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    free(txt);
+    return rc;
+}
 
 static void help(void)
 {
@@ -27,6 +60,9 @@ static void help(void)
            "                            Ctrl-C / SIGTERM (default MODEL.checkpoint; removed once\n"
            "                            the model is written)\n"
            "      --resume              continue from the checkpoint (same data and options)\n"
+           "      --eval-every N        evaluate on the dataset's test set every N epochs (pixel\n"
+           "                            and image AUROC, AUPRO) and write the accuracy curve\n"
+           "      --curve FILE          where (default MODEL.curve.json)\n"
            CLI_TRAIN_HELP CLI_BACKBONE_HELP "  -h, --help\n");
 }
 
@@ -39,13 +75,16 @@ int cmd_train(int argc, char **argv)
                                          {"train", required_argument, 0, 1206},
                                          {"checkpoint", required_argument, 0, 1207},
                                          {"resume", no_argument, 0, 1208},
+                                         {"eval-every", required_argument, 0, 1209},
+                                         {"curve", required_argument, 0, 1217},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     cli_backbone_opts bo;
     cli_backbone_defaults(&bo);
     dfr_train_opts to;
     dfr_train_defaults(&to);
-    const char *data = NULL, *out_path = NULL, *train_dir = NULL, *ck_path = NULL;
+    const char *data = NULL, *out_path = NULL, *train_dir = NULL, *ck_path = NULL,
+               *curve_path = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "d:w:l:s:vqo:h" CLI_TRAIN_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_backbone_option(&bo, c, optarg);
@@ -57,6 +96,10 @@ int cmd_train(int argc, char **argv)
         case 1206: train_dir = optarg; break;
         case 1207: ck_path = optarg; break;
         case 1208: to.resume = 1; break;
+        case 1209:
+            if (!cli_int("--eval-every", optarg, 1, 1000000, &to.eval_every)) return 2;
+            break;
+        case 1217: curve_path = optarg; break;
         case 'o': out_path = optarg; break;
         case 'h': help(); return 0;
         default: return 2;
@@ -86,12 +129,29 @@ int cmd_train(int argc, char **argv)
     }
     to.checkpoint = ck_path;
     to.stop = cli_stop_on_signals();
+    curve_ctx curve = {0};
+    char curve_default[4096 + 16];
+    if (to.eval_every) {
+        if (!curve_path) {
+            snprintf(curve_default, sizeof curve_default, "%s.curve.json", out_path);
+            curve_path = curve_default;
+        }
+        if (dfr_test_set_load(train_dir ? NULL : data, NULL, NULL, &curve.ts))
+            return cli_fail("--eval-every needs the dataset's test set");
+        curve.root = cJSON_CreateObject();
+        cJSON_AddStringToObject(curve.root, "data", data);
+        cJSON_AddStringToObject(curve.root, "recipe", dfr_recipe_name(to.recipe));
+        curve.points = cJSON_AddArrayToObject(curve.root, "points");
+        curve.path = curve_path;
+        to.on_eval = on_eval;
+    }
     dfr_runtime *rt = NULL;
     dfr_vgg19 *vgg = NULL;
     dfr_model *m = NULL;
     cli_train_progress prog = {0};
     prog.bar.quiet = bo.verbosity == 0;
     prog.train_images = files.count;
+    prog.curve = &curve;
     to.progress = cli_train_on_progress;
     to.user = &prog;
     double t0 = cli_now();
@@ -117,5 +177,7 @@ int cmd_train(int argc, char **argv)
     dfr_vgg19_free(&vgg);
     dfr_runtime_close(&rt);
     dfr_file_list_free(&files);
+    if (to.eval_every) dfr_test_set_free(&curve.ts);
+    cJSON_Delete(curve.root);
     return ret;
 }

@@ -50,6 +50,7 @@ int cli_train_option(dfr_train_opts *o, int opt, const char *arg);
 typedef struct cli_train_progress {
     cli_progress bar;
     int train_images; /* for images/s while training */
+    struct curve_ctx *curve; /* train --eval-every */
 } cli_train_progress;
 void cli_train_on_progress(void *user, const char *phase, int done, int total, double loss);
 #endif

@@ -70,6 +70,15 @@ int dfr_model_score(dfr_model *m, const uint8_t *pixels, int channels, float *ma
     return DFRCL_OK;
 }
 
+void dfr_model_free_buffers(dfr_model *m)
+{
+    dfr_buffer_release(&m->feat);
+    dfr_buffer_release(&m->recon);
+    dfr_buffer_release(&m->score_small);
+    dfr_buffer_release(&m->score_full);
+    m->cap = 0;
+}
+
 void dfr_model_free(dfr_model **pm)
 {
     dfr_model *m = *pm;

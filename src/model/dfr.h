@@ -26,6 +26,8 @@ typedef struct dfr_model_info {
     char backbone_desc[256];  /* how to get that backbone again: a file name or "random seed N" */
 } dfr_model_info;
 
+typedef struct dfr_model dfr_model;
+
 /* Training recipes. PUBLISHED is DFR as published (DESIGN.md §1 step 6: Adam 1e-4 on every
  * position of batches of 4 images, a fixed number of epochs) and equals the PyTorch reference.
  * FAST (the default) reaches the same accuracy in far less compute: each step trains on a random
@@ -62,6 +64,12 @@ typedef struct dfr_train_opts {
     double checkpoint_s; /* 0 = 300 */
     int resume;
     volatile int *stop;
+    int64_t stop_at_step; /* tests: stop as if asked to when this many steps are done (0: no) */
+    /* Accuracy curves: every eval_every epochs (and after the last), on_eval gets a model that
+     * scores as the trained one would at that point (no threshold yet: 0), and the training time
+     * so far (evaluations excluded). A non-zero return stops training with that status. */
+    int eval_every;
+    int (*on_eval)(void *user, int epoch, double train_seconds, dfr_model *m);
     /* Called after each epoch (and with epoch 0 during feature extraction, `done` images of
      * `total`); may be NULL. */
     void (*progress)(void *user, const char *phase, int done, int total, double loss);
@@ -78,7 +86,7 @@ double dfr_train_auto_budget(const dfr_runtime *rt);
 void dfr_train_defaults(dfr_train_opts *o);
 
 /* A trained (or loaded) model on a runtime: the backbone is borrowed, the CAE owned. */
-typedef struct dfr_model {
+struct dfr_model {
     dfr_runtime *rt;
     dfr_vgg19 *vgg;
     dfr_cae *cae;
@@ -86,7 +94,7 @@ typedef struct dfr_model {
     /* scoring buffers for up to `cap` images */
     int cap;
     cl_mem feat, recon, score_small, score_full;
-} dfr_model;
+};
 
 /* Trains on the images (resized to `size`): features once (on the device when they fit, else
  * kept on the host and streamed), latent size by PCA, CAE epochs, then the threshold from the
@@ -116,5 +124,7 @@ int dfr_model_load(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char 
 /* Reads only the metadata (to know which backbone and layers to load first). */
 int dfr_model_peek(const char *path, dfr_model_info *info);
 void dfr_model_free(dfr_model **m);
+/* Releases the scoring buffers only. */
+void dfr_model_free_buffers(dfr_model *m);
 
 #endif

@@ -416,6 +416,22 @@ static int clone_for_scoring(dfr_cae **out, dfr_cae *src, dfr_runtime *rt, int n
     return rc;
 }
 
+/* Hands on_eval a model that scores with the autoencoder as trained so far. */
+static int eval_now(dfr_model *m, int k, int P, const dfr_train_opts *o, int epoch, double seconds)
+{
+    dfr_model e = *m;
+    e.cap = 0;
+    e.feat = e.recon = e.score_small = e.score_full = NULL;
+    e.info.threshold = 0;
+    e.info.epochs = epoch;
+    int rc = k < P ? clone_for_scoring(&e.cae, m->cae, m->rt, P) : DFRCL_OK;
+    if (!rc) rc = o->on_eval(o->user, epoch, seconds, &e);
+    if (k < P) dfr_cae_free(&e.cae);
+    e.cae = NULL;
+    dfr_model_free_buffers(&e);
+    return rc;
+}
+
 static int check_options(const dfr_vgg19 *vgg, int n, int size, const dfr_train_opts *o)
 {
     if (n < 1) return dfr_error(DFRCL_ERR_INVALID_ARG, "no training images");
@@ -587,7 +603,7 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
             }
             ts.next = b0 + bs;
             /* Checkpoint every few minutes, and when asked to stop. */
-            int stop = o.stop && *o.stop;
+            int stop = (o.stop && *o.stop) || (o.stop_at_step > 0 && ts.step == o.stop_at_step);
             if (!rc && o.checkpoint && (stop || now_s() - t_ck >= (o.checkpoint_s > 0 ? o.checkpoint_s : 300))) {
                 double saved = ts.seconds;
                 ts.seconds += now_s() - t_start;
@@ -623,6 +639,13 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
         }
         if (o.patience > 0 && ts.bad >= o.patience) ts.done = 1;
         progress(&o, "train", ts.epoch, ts.done ? ts.epoch : o.epochs, loss);
+        if (o.on_eval && o.eval_every > 0 &&
+            (ts.epoch % o.eval_every == 0 || ts.done || ts.epoch == o.epochs)) {
+            double t_eval = now_s();
+            rc = eval_now(m, k, P, &o, ts.epoch, ts.seconds + t_eval - t_start);
+            t_start += now_s() - t_eval; /* evaluations are not training time */
+            t_ck += now_s() - t_eval;
+        }
         if (ts.done)
             dfr_log(1, "loss stopped improving: stopped after epoch %d (loss %.6g)", ts.epoch, loss);
     }
