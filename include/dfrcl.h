@@ -153,14 +153,20 @@ typedef struct dfrcl_model_info {
 } dfrcl_model_info;
 
 typedef struct dfrcl_train_options {
-    int epochs;       /* autoencoder epochs (default 150) */
+    int recipe;       /* 0: fast (default): each step trains on a random 1/8 of the feature
+                       * positions, lr 1e-3, stops when the loss stops improving; 1: published
+                       * (every position, lr 1e-4, 150 epochs), equal to the PyTorch reference */
+    int epochs;       /* the most epochs; 0 = the recipe's (fast 100, published 150) */
     int batch;        /* images per batch (default 4) */
-    float lr;         /* Adam learning rate (default 1e-4) */
+    float lr;         /* Adam learning rate; 0 = the recipe's (fast 1e-3, published 1e-4) */
     int latent;       /* latent size; 0 = by PCA (default) */
     double pca_keep;  /* with latent 0: fraction of the variance to keep (default 0.9) */
     int pca_images;   /* with latent 0: images the PCA looks at (default 10) */
     double fpr;       /* threshold's pixel false-positive rate on the training images (0.005) */
-    uint32_t seed;    /* seed of the initialisation and shuffling (default 0) */
+    uint32_t seed;    /* seed of the initialisation, shuffling and sampling (default 0) */
+    double memory_mib; /* memory budget of training in MiB; 0 = automatic (a quarter of RAM, at
+                        * most 2 GiB and 3/4 of the device's memory). It decides where the
+                        * training features live: device, host, fp16, or a temporary file */
     /* Progress, may be NULL (default). Called with phase "features" after each image's features
      * (done of total images, loss 0), "train" after each epoch (done of total epochs, loss = the
      * epoch's mean loss), "threshold" while scoring the training images (done of total). */
@@ -168,7 +174,7 @@ typedef struct dfrcl_train_options {
     void *user;       /* passed to progress */
 } dfrcl_train_options;
 
-/* Fills o with the defaults above (the published DFR setting). */
+/* Fills o with the defaults above (the fast recipe). */
 DFRCL_API void dfrcl_default_train_options(dfrcl_train_options *o);
 
 /* Trains a model on n defect-free images (PNG or JPEG files, resized to size x size) with the

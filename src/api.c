@@ -147,6 +147,7 @@ void dfrcl_default_train_options(dfrcl_train_options *o)
     dfr_train_opts d;
     dfr_train_defaults(&d);
     memset(o, 0, sizeof *o);
+    o->recipe = d.recipe;
     o->epochs = d.epochs;
     o->batch = d.batch;
     o->lr = d.lr;
@@ -188,6 +189,8 @@ int dfrcl_model_train(dfrcl_model **out, dfrcl_backbone *bb, const char *const *
     }
     dfr_train_opts t;
     dfr_train_defaults(&t);
+    t.recipe = o->recipe;
+    t.memory = o->memory_mib * 1024.0 * 1024.0;
     t.epochs = o->epochs;
     t.batch = o->batch;
     t.lr = o->lr;

@@ -157,9 +157,11 @@ static void test_basics(void **state)
     dfrcl_train_options o;
     memset(&o, 0x5a, sizeof o);
     dfrcl_default_train_options(&o);
-    assert_int_equal(o.epochs, 150);
+    assert_int_equal(o.recipe, 0); /* fast */
+    assert_int_equal(o.epochs, 0); /* the recipe's */
     assert_int_equal(o.batch, 4);
-    assert_true(o.lr == 1e-4f);
+    assert_true(o.lr == 0.0f);
+    assert_true(o.memory_mib == 0.0);
     assert_int_equal(o.latent, 0);
     assert_true(o.pca_keep == 0.9);
     assert_int_equal(o.pca_images, 10);
@@ -237,7 +239,10 @@ static void test_train_args(void **state)
     o.latent = 100000;
     ASSERT_BAD_ARG(dfrcl_model_train(&m, bb, p, 1, S, &o));
     dfrcl_default_train_options(&o);
-    o.epochs = 0;
+    o.epochs = -1;
+    ASSERT_BAD_ARG(dfrcl_model_train(&m, bb, p, 1, S, &o));
+    dfrcl_default_train_options(&o);
+    o.recipe = 2;
     ASSERT_BAD_ARG(dfrcl_model_train(&m, bb, p, 1, S, &o));
     dfrcl_default_train_options(&o);
     o.fpr = NAN;
@@ -270,7 +275,7 @@ static void check_info(const dfrcl_model_info *a)
     assert_int_equal(a->epochs, 1);
     assert_int_equal(a->batch, 4);
     assert_int_equal(a->train_images, N_TRAIN);
-    assert_true(a->lr == 1e-4f);
+    assert_true(a->lr == 1e-3f); /* the fast recipe's */
     assert_true(isfinite(a->final_loss) && a->final_loss > 0);
     assert_int_equal(a->seed, 0);
     assert_int_equal(strlen(a->backbone_sha256), 64);

@@ -471,14 +471,20 @@ int cmd_run(int argc, char **argv)
     dfr_vgg19 *vgg = NULL;
     int rc = res ? dfr_mkdir_p(out) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     if (!rc) rc = cli_backbone_open(&bo, 0, &rt, &vgg);
+    /* Training checkpoints in each category's folder: an interrupted campaign resumes inside the
+     * category it was training. */
+    to.stop = cli_stop_on_signals();
+    to.resume = 1;
     for (int i = 0; i < n && !rc; i++) {
         cat_result *r = &res[i];
         snprintf(r->name, sizeof r->name, "%s", names[i]);
-        char cdir[4400], model[4500], metrics[4500], evald[4500];
+        char cdir[4400], model[4500], metrics[4500], evald[4500], ck[4500];
         snprintf(cdir, sizeof cdir, "%s/%s", out, names[i]);
         snprintf(model, sizeof model, "%s/model.safetensors", cdir);
         snprintf(metrics, sizeof metrics, "%s/metrics.json", cdir);
         snprintf(evald, sizeof evald, "%s/eval", cdir);
+        snprintf(ck, sizeof ck, "%s/train.checkpoint", cdir);
+        to.checkpoint = ck;
         struct stat st;
         if (stat(model, &st) == 0 && stat(metrics, &st) == 0 && read_metrics(metrics, r) == DFRCL_OK) {
             r->skipped = 1;
@@ -503,6 +509,7 @@ int cmd_run(int argc, char **argv)
             if (prog.bar.phase) cli_progress_end(&prog.bar);
         }
         if (!crc) crc = dfr_model_save(m, model);
+        if (!crc) remove(ck);
         char title[512];
         snprintf(title, sizeof title, "dfrcl run: %s", names[i]);
         if (!crc) crc = cli_eval_model(m, dirs[i], NULL, NULL, evald, metrics, title, model,
@@ -525,9 +532,15 @@ int cmd_run(int argc, char **argv)
     }
     int any_failed = 0;
     for (int i = 0; i < n && res; i++) any_failed |= res[i].failed;
-    run_setting rs = {vgg ? vgg->layers : bo.layers, bo.size, to.epochs};
+    dfr_train_opts resolved = to;
+    dfr_train_resolve(&resolved, (bo.size / 4) * (bo.size / 4));
+    run_setting rs = {vgg ? vgg->layers : bo.layers, bo.size, resolved.epochs};
     if (!rc) rc = write_summary(out, res, n, rs);
     int ret = rc ? cli_fail(NULL) : any_failed ? 1 : 0;
+    if (rc == DFRCL_ERR_INTERRUPTED) {
+        fprintf(stderr, "dfrcl: the same command continues the campaign where it stopped\n");
+        ret = 130;
+    }
     dfr_vgg19_free(&vgg);
     dfr_runtime_close(&rt);
     for (int i = 0; i < n; i++) {

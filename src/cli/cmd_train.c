@@ -38,6 +38,9 @@ static int on_eval(void *user, int epoch, double seconds, dfr_model *m)
     cJSON_AddNumberToObject(pt, "image_auroc", mt.image_auroc);
     cJSON_AddNumberToObject(pt, "aupro", mt.aupro);
     cJSON_AddItemToArray(c->points, pt);
+    cli_train_progress *tp = user;
+    cJSON_DeleteItemFromObject(c->root, "losses");
+    cJSON_AddItemToObject(c->root, "losses", cJSON_CreateDoubleArray(tp->losses, tp->n_losses));
     char *txt = cJSON_Print(c->root);
     rc = txt ? dfr_write_file_atomic(c->path, txt, strlen(txt))
              : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");

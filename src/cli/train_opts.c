@@ -107,6 +107,12 @@ void cli_train_on_progress(void *user, const char *phase, int done, int total, d
         p->images_per_unit = strcmp(phase, "train") ? 1 : tp->train_images;
     }
     char extra[64] = "";
-    if (!strcmp(phase, "train")) snprintf(extra, sizeof extra, "loss %.5g", loss);
+    if (!strcmp(phase, "train")) {
+        snprintf(extra, sizeof extra, "loss %.5g", loss);
+        if (done >= 1 && done <= 4096) {
+            tp->losses[done - 1] = loss;
+            if (done > tp->n_losses) tp->n_losses = done;
+        }
+    }
     cli_progress_update(p, done, p->images_per_unit, extra[0] ? extra : NULL);
 }

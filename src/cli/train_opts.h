@@ -51,6 +51,8 @@ typedef struct cli_train_progress {
     cli_progress bar;
     int train_images; /* for images/s while training */
     struct curve_ctx *curve; /* train --eval-every */
+    double losses[4096];     /* every epoch's loss, for the curve */
+    int n_losses;
 } cli_train_progress;
 void cli_train_on_progress(void *user, const char *phase, int done, int total, double loss);
 #endif

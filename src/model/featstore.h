@@ -7,8 +7,8 @@
  *   disk    an unlinked temporary file (nothing is left behind, even on a crash), streamed in
  *           batches, the next batch read on a worker thread while the device trains on this one
  *
- * as fp32 (exact) or fp16 (half the bytes; packed on the device with vstore_half_rte, read with
- * vload_half). A memory budget picks the first of device fp32, host fp32, device fp16, host fp16,
+ * as fp32 (exact) or fp16 (half the bytes; packed on the device, rounding to nearest even). A
+ * memory budget picks the first of device fp32, host fp32, device fp16, host fp16,
  * disk fp16 that fits; every choice is logged. Whatever the place, a gather returns the same
  * floats: an fp32 store gives bit-identical training. */
 #ifndef DFRCL_MODEL_FEATSTORE_H

@@ -616,8 +616,9 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
             if (!rc && stop) {
                 stopped = 1;
                 rc = dfr_error(DFRCL_ERR_INTERRUPTED,
-                               "training interrupted in epoch %d%s%s", ts.epoch + 1,
-                               o.checkpoint ? "; the checkpoint " : "",
+                               "training interrupted after %lld steps in %.1f s (epoch %d)%s%s",
+                               (long long)ts.step, ts.seconds + now_s() - t_start, ts.epoch + 1,
+                               o.checkpoint ? "; checkpoint written to " : "",
                                o.checkpoint ? o.checkpoint : "");
             }
         }
