@@ -155,7 +155,7 @@ int cmd_bench(int argc, char **argv)
     cl_mem recon = NULL, sc_small = NULL, sc_full = NULL;
     if (!rc && latent < 0) latent = vgg->layers >= 12 ? 197 : 25;
     if (latent > 0 && !rc) {
-        rc = dfr_cae_new(&cae, rt, vgg->channels, latent, 1, q * q, 0);
+        rc = dfr_cae_new_scorer(&cae, rt, vgg->channels, latent, 1, q * q);
         if (!rc) rc = dfr_buffer_new(rt, (size_t)vgg->channels * q * q * sizeof(float),
                                      CL_MEM_READ_WRITE, "reconstruction", &recon);
         if (!rc) rc = dfr_buffer_new(rt, (size_t)q * q * sizeof(float), CL_MEM_READ_WRITE, "scores", &sc_small);

@@ -47,6 +47,7 @@ struct dfr_cae {
     dfr_runtime *rt;
     int ch[NCONV + 1]; /* conv l maps ch[l] -> ch[l+1]: C, h, 2d, d, 2d, h, C */
     int max_batch, npos;
+    int scorer; /* made by dfr_cae_new_scorer: no training buffers */
     size_t w_off[NCONV], b_off[NCONV], g_off[NBN], be_off[NBN], nparams; /* in params */
     size_t rm_off[NBN], rv_off[NBN], nrunning;                           /* in running */
     cae_tensor tensors[DFR_CAE_NUM_TENSORS];
@@ -204,8 +205,8 @@ static int zero_buffer(dfr_cae *m, cl_mem b, size_t n)
     return dfr_cl_error(err, "CAE: clearing a buffer");
 }
 
-int dfr_cae_new(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int max_batch,
-                int npos, uint32_t seed)
+static int cae_create(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int max_batch,
+                      int npos, uint32_t seed, int train)
 {
     if (!cae) return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: no output pointer");
     *cae = NULL;
@@ -230,6 +231,7 @@ int dfr_cae_new(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int ma
     memcpy(m->ch, dims, sizeof dims);
     m->max_batch = max_batch;
     m->npos = npos;
+    m->scorer = !train;
     layout(m);
     if (m->nparams > INT_MAX) {
         free(m);
@@ -258,15 +260,17 @@ int dfr_cae_new(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int ma
     int rc = DFRCL_OK;
     const cl_mem_flags rw = CL_MEM_READ_WRITE;
     if (!rc) rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE parameters", &m->params);
-    if (!rc) rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE gradients", &m->grads);
-    if (!rc) rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE Adam moments", &m->adam_m);
-    if (!rc) rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE Adam moments", &m->adam_v);
+    if (!rc && train) rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE gradients", &m->grads);
+    if (!rc && train) rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE Adam moments", &m->adam_m);
+    if (!rc && train) rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE Adam moments", &m->adam_v);
     if (!rc) rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE folded weights", &m->folded);
     if (!rc) rc = dfr_buffer_new(rt, m->nrunning * fb, rw, "CAE running stats", &m->running);
     for (int l = 0; l < NCONV && !rc; l++) {
         int k = bn_of_conv[l];
         size_t n = (size_t)m->ch[l + 1] * bp * fb;
-        if (k >= 0) {
+        if (!train) { /* inference needs only the conv outputs, biased and activated in place */
+            if (l + 1 < NCONV) rc = dfr_buffer_new(rt, n, rw, "CAE activations", &m->z[l + 1]);
+        } else if (k >= 0) {
             rc = dfr_buffer_new(rt, (size_t)m->ch[l + 1] * 2 * fb, rw, "CAE BN stats",
                                 &m->stats[k]);
             if (!rc) rc = dfr_buffer_new(rt, n, rw, "CAE activations", &m->z[l + 1]);
@@ -277,10 +281,10 @@ int dfr_cae_new(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int ma
             if (!rc) clRetainMemObject(m->a[l + 1]);
         }
     }
-    if (!rc) rc = dfr_buffer_new(rt, io * fb, rw, "CAE output", &m->out);
-    if (!rc)
+    if (!rc && train) rc = dfr_buffer_new(rt, io * fb, rw, "CAE output", &m->out);
+    if (!rc && train)
         rc = dfr_buffer_new(rt, 2 * (size_t)max_batch * channels * fb, rw, "CAE loss", &m->part);
-    if (!rc) rc = dfr_buffer_new(rt, 3 * fb, rw, "CAE loss", &m->loss);
+    if (!rc && train) rc = dfr_buffer_new(rt, 3 * fb, rw, "CAE loss", &m->loss);
     float *hp = NULL, *hr = NULL;
     if (!rc) {
         hp = malloc(m->nparams * fb);
@@ -293,9 +297,9 @@ int dfr_cae_new(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int ma
     }
     if (!rc) rc = dfr_write(rt, m->running, 0, m->nrunning * fb, hr, "CAE upload");
     /* Gradients start at zero: the biases whose gradient is exactly zero are never written. */
-    if (!rc) rc = zero_buffer(m, m->grads, m->nparams);
-    if (!rc) rc = zero_buffer(m, m->loss, 3);
-    if (!rc) rc = dfr_cae_reset_optimizer(m);
+    if (!rc && train) rc = zero_buffer(m, m->grads, m->nparams);
+    if (!rc && train) rc = zero_buffer(m, m->loss, 3);
+    if (!rc && train) rc = dfr_cae_reset_optimizer(m);
     if (!rc) rc = dfr_finish(rt);
     free(hp);
     free(hr);
@@ -305,6 +309,18 @@ int dfr_cae_new(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int ma
     }
     *cae = m;
     return DFRCL_OK;
+}
+
+int dfr_cae_new(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int max_batch,
+                int npos, uint32_t seed)
+{
+    return cae_create(cae, rt, channels, latent, max_batch, npos, seed, 1);
+}
+
+int dfr_cae_new_scorer(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int max_batch,
+                       int npos)
+{
+    return cae_create(cae, rt, channels, latent, max_batch, npos, 0, 0);
 }
 
 void dfr_cae_free(dfr_cae **cae)
@@ -333,7 +349,7 @@ int64_t dfr_cae_steps(const dfr_cae *cae) { return cae ? cae->steps : 0; }
 
 int dfr_cae_reset_optimizer(dfr_cae *cae)
 {
-    if (!cae) return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: no model");
+    if (!cae || cae->scorer) return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: no model to train");
     int rc = zero_buffer(cae, cae->adam_m, cae->nparams);
     if (!rc) rc = zero_buffer(cae, cae->adam_v, cae->nparams);
     if (!rc) cae->steps = 0;
@@ -532,6 +548,7 @@ int dfr_cae_train_step(dfr_cae *cae, cl_mem x, size_t x_offset, int batch, float
 {
     int rc = check_batch(cae, "training", x, x_offset, batch);
     if (rc) return rc;
+    if (cae->scorer) return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: a scorer does not train");
     if (!(lr > 0.0f) || isinf(lr))
         return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE training: learning rate %g", (double)lr);
     if ((int64_t)batch * cae->npos < 2)
@@ -552,7 +569,7 @@ int dfr_cae_train_step(dfr_cae *cae, cl_mem x, size_t x_offset, int batch, float
 
 int dfr_cae_epoch_loss(dfr_cae *cae, double *mean, int *steps)
 {
-    if (!cae) return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: no model");
+    if (!cae || cae->scorer) return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: no model to train");
     float v[3];
     int rc = dfr_read(cae->rt, cae->loss, 0, sizeof v, v, "CAE loss");
     if (!rc) rc = zero_buffer(cae, cae->loss, 3);
@@ -698,8 +715,8 @@ size_t dfr_cae_nrunning(const dfr_cae *cae) { return cae ? cae->nrunning : 0; }
 int dfr_cae_get_state(dfr_cae *cae, float *params, float *adam_m, float *adam_v, float *running,
                       int64_t *steps, float loss_acc[3])
 {
-    if (!cae || !params || !adam_m || !adam_v || !running || !steps || !loss_acc)
-        return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: get_state without buffers");
+    if (!cae || cae->scorer || !params || !adam_m || !adam_v || !running || !steps || !loss_acc)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: get_state without a training model or buffers");
     size_t np = cae->nparams * sizeof(float);
     int rc = dfr_read(cae->rt, cae->params, 0, np, params, "CAE download");
     if (!rc) rc = dfr_read(cae->rt, cae->adam_m, 0, np, adam_m, "CAE download");
@@ -714,8 +731,8 @@ int dfr_cae_get_state(dfr_cae *cae, float *params, float *adam_m, float *adam_v,
 int dfr_cae_set_state(dfr_cae *cae, const float *params, const float *adam_m, const float *adam_v,
                       const float *running, int64_t steps, const float loss_acc[3])
 {
-    if (!cae || !params || !adam_m || !adam_v || !running || !loss_acc || steps < 0)
-        return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: set_state without buffers");
+    if (!cae || cae->scorer || !params || !adam_m || !adam_v || !running || !loss_acc || steps < 0)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: set_state without a training model or buffers");
     size_t np = cae->nparams * sizeof(float);
     int rc = dfr_write(cae->rt, cae->params, 0, np, params, "CAE upload");
     if (!rc) rc = dfr_write(cae->rt, cae->adam_m, 0, np, adam_m, "CAE upload");
@@ -732,6 +749,7 @@ int dfr_cae_set_state(dfr_cae *cae, const float *params, const float *adam_m, co
 
 int dfr_cae_get_grad(dfr_cae *cae, const char *name, float *dst, size_t count)
 {
+    if (cae && cae->scorer) return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: a scorer has no gradients");
     const cae_tensor *t = NULL;
     int rc = tensor_lookup(cae, name, dst, count, 1, &t);
     if (rc) return rc;
@@ -741,6 +759,7 @@ int dfr_cae_get_grad(dfr_cae *cae, const char *name, float *dst, size_t count)
 
 int dfr_cae_keep_output(dfr_cae *cae, int on)
 {
+    if (cae && cae->scorer) return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: a scorer does not train");
     if (!cae) return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: no model");
     if (on && !cae->keep) {
         size_t n = (size_t)cae->max_batch * cae->ch[0] * cae->npos;

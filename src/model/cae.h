@@ -39,6 +39,10 @@ typedef struct dfr_cae dfr_cae;
  * outlive the CAE. */
 int dfr_cae_new(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int max_batch,
                 int npos, uint32_t seed);
+/* The same for inference only (dfr_cae_infer and the tensors): no gradients, Adam state or
+ * training activations, about a third of the memory. Weights start as for seed 0. */
+int dfr_cae_new_scorer(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int max_batch,
+                       int npos);
 /* Releases everything and sets *cae to NULL; NULL or *cae == NULL is fine. */
 void dfr_cae_free(dfr_cae **cae);
 

@@ -261,7 +261,7 @@ int dfr_model_load(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char 
                        path, m->info.layers, m->info.backbone_desc, m->info.backbone_sha256,
                        vgg->layers, vgg->identity);
     int q = m->info.size / 4;
-    if (!rc) rc = dfr_cae_new(&m->cae, rt, m->info.channels, m->info.latent, 4, q * q, 0);
+    if (!rc) rc = dfr_cae_new_scorer(&m->cae, rt, m->info.channels, m->info.latent, 1, q * q);
     for (int i = 0; i < DFR_CAE_NUM_TENSORS && !rc; i++) {
         dfr_cae_tensor t;
         rc = dfr_cae_tensor_info(m->cae, i, &t);

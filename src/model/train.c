@@ -65,7 +65,18 @@ static double cae_train_bytes(int C, int d, double cols)
 
 static double score_bytes(int C, int d, int P, int S)
 {
-    return cae_train_bytes(C, d, P) + 4.0 * (2.0 * C * P + (double)P + (double)S * S);
+    double h = (C + 2.0 * d) / 2;
+    double params = 2 * C * h + 4 * h * d + 4.0 * d * d + 2 * C + 4 * h + 6.0 * d;
+    return 4 * (2 * params + (double)P * (2 * h + 5.0 * d) + 2.0 * C * P + P + (double)S * S);
+}
+
+/* What training takes besides the feature store, with latent size d. */
+static double train_reserve(int C, int d, int P, int S, double cols)
+{
+    double train = cae_train_bytes(C, d, cols), score = score_bytes(C, d, P, S);
+    double pca = 4.0 * (3.0 * C * P) + 12.0 * C * C;
+    double r = train > score ? train : score;
+    return r > pca ? r : pca;
 }
 
 static void progress(const dfr_train_opts *o, const char *phase, int done, int total, double loss)
@@ -410,7 +421,7 @@ static int clone_for_scoring(dfr_cae **out, dfr_cae *src, dfr_runtime *rt, int n
             rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     }
     if (!rc) rc = dfr_cae_get_tensors(src, data);
-    if (!rc) rc = dfr_cae_new(out, rt, dfr_cae_channels(src), dfr_cae_latent(src), 1, npos, 0);
+    if (!rc) rc = dfr_cae_new_scorer(out, rt, dfr_cae_channels(src), dfr_cae_latent(src), 1, npos);
     if (!rc) rc = dfr_cae_set_tensors(*out, (const float *const *)data);
     for (int i = 0; i < DFR_CAE_NUM_TENSORS; i++) free(data[i]);
     return rc;
@@ -514,13 +525,10 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
     }
 
     /* The store gets what the autoencoder and scoring leave of the budget. The latent size is
-     * not known before PCA: reserve for d = C / 8 (PCA gives far less at 90% on VGG features). */
-    int d_guess = latent > 0 ? latent : (C / 8 > 1 ? C / 8 : 1);
-    double cae_need = cae_train_bytes(C, d_guess, (double)bmax * k);
-    double sc = score_bytes(C, d_guess, P, size);
-    if (sc > cae_need) cae_need = sc;
-    double pca_need = 4.0 * (3.0 * C * P) + 12.0 * C * C;
-    double reserve = cae_need > pca_need ? cae_need : pca_need;
+     * not known before PCA: reserve for d = C / 16 (PCA keeps 90% of the variance of VGG
+     * features with C / 17 at 12 layers, C / 56 at 8), and check again once it is known. */
+    int d_guess = latent > 0 ? latent : (C / 16 > 1 ? C / 16 : 1);
+    double reserve = train_reserve(C, d_guess, P, size, (double)bmax * k);
     dfr_fs *fs = NULL;
     dfr_fs_opts fo = {.place = (dfr_fs_place)o.store, .precision = precision,
                       .budget = budget - reserve, .dir = o.feature_dir, .batch = bmax};
@@ -528,7 +536,7 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
         rc = rc ? rc : dfr_error(DFRCL_ERR_HOST_MEMORY,
                                  "the memory budget (%.0f MiB) is below the minimum for training "
                                  "this model: about %.0f MiB for the autoencoder and buffers plus "
-                                 "%.0f MiB for the smallest feature store; give --memory %.0f or "
+                                 "%.0f MiB for the smallest feature store; give --memory %.0fM or "
                                  "more",
                                  budget / MIB, reserve / MIB,
                                  dfr_fs_need(DFR_FS_DISK, 16, n, C, P, bmax) / MIB,
@@ -556,6 +564,16 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
         if (!rc)
             dfr_log(1, "PCA on %d image(s): latent size %d keeps %.1f%% of the variance", np,
                     info->latent, 100 * kept);
+    }
+    if (!rc && info->latent > d_guess) {
+        double need = train_reserve(C, info->latent, P, size, (double)bmax * k);
+        double have = budget - dfr_fs_need(dfr_fs_where(fs), dfr_fs_precision(fs), n, C, P, bmax);
+        if (need > have)
+            rc = dfr_error(DFRCL_ERR_HOST_MEMORY,
+                           "latent size %d: the autoencoder and buffers need about %.0f MiB, but "
+                           "the memory budget leaves %.0f MiB beside the features; give --memory "
+                           "%.0fM or more, or a smaller --latent",
+                           info->latent, need / MIB, have / MIB, ceil((budget + need - have) / MIB));
     }
     cl_mem batch = NULL, pos = NULL;
     int *perm = NULL, *pick = NULL, *scratch = NULL;
@@ -660,8 +678,8 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
     }
     dfr_buffer_release(&batch);
     dfr_buffer_release(&pos);
-    /* Scoring takes every position of one image at a time. */
-    if (!rc && k < P) {
+    /* Scoring takes every position of one image at a time, without the training buffers. */
+    if (!rc) {
         dfr_cae *scorer = NULL;
         rc = clone_for_scoring(&scorer, m->cae, rt, P);
         dfr_cae_free(&m->cae);
