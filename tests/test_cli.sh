@@ -76,6 +76,25 @@ n=$((n+1)); if ls "$tmp"/m.safetensors* >/dev/null 2>&1; then echo "FAIL: a fail
 expect 0 "wrote .*latent [0-9]+, size 32, 2 epochs" "$dfrcl" train --data "$ds" $tr --epochs 2 -o "$tmp/m.safetensors"
 expect 0 "wrote .*size 32, 1 epochs" "$dfrcl" train --train "$ds/train/good" $tr --epochs 1 -o "$tmp/m2.safetensors"
 expect 1 "no images" "$dfrcl" train --train "$tmp/nogood" $tr -o "$tmp/m3.safetensors"
+# Training options, budgets, checkpoints.
+expect 2 "--memory expects a size" "$dfrcl" train --data "$ds" $tr --memory 12X -o "$tmp/m3.safetensors"
+expect 2 "--recipe expects fast or published" "$dfrcl" train --data "$ds" $tr --recipe slow -o "$tmp/m3.safetensors"
+expect 2 "--store expects" "$dfrcl" train --data "$ds" $tr --store cloud -o "$tmp/m3.safetensors"
+expect 1 "below the minimum .*give --memory [0-9]+M" "$dfrcl" train --data "$ds" $tr --memory 1M -o "$tmp/m3.safetensors"
+expect 1 "no-such-dir.*--feature-dir" "$dfrcl" train --data "$ds" $tr --store disk --feature-dir "$tmp/no-such-dir" -o "$tmp/m3.safetensors"
+expect 0 "as fp16 on the disk" "$dfrcl" train --data "$ds" $tr --store disk --feature-dir "$tmp" --epochs 2 -o "$tmp/m3.safetensors"
+n=$((n+1)); if ls "$tmp"/dfrcl-features-* >/dev/null 2>&1; then echo "FAIL: the disk store left a file"; fails=$((fails+1)); else echo "ok: the disk store leaves nothing"; fi
+# Ctrl-C in the middle of training writes a checkpoint; --resume continues to the very model an
+# uninterrupted run writes.
+rt="$dfrcl train --data $ds $tr --recipe published --epochs 800"
+$rt -o "$tmp/r.safetensors" > "$tmp/rlog" 2>&1 &
+pid=$!
+for i in $(seq 100); do grep -q "recipe published" "$tmp/rlog" && break; sleep 0.1; done
+sleep 0.3; kill -INT $pid; wait $pid; rc=$?
+n=$((n+1)); if [ $rc -eq 130 ] && [ -f "$tmp/r.safetensors.checkpoint" ] && [ ! -f "$tmp/r.safetensors" ] && grep -q "interrupted after" "$tmp/rlog"; then echo "ok: interrupted training"; else echo "FAIL: interrupted training (exit $rc)"; sed 's/^/    /' "$tmp/rlog" | tail -5; fails=$((fails+1)); fi
+expect 0 "resuming from .*r.safetensors.checkpoint" $rt -o "$tmp/r.safetensors" --resume
+expect 0 "wrote" $rt -o "$tmp/r2.safetensors"
+n=$((n+1)); if cmp -s "$tmp/r.safetensors" "$tmp/r2.safetensors" && [ ! -f "$tmp/r.safetensors.checkpoint" ]; then echo "ok: resumed to the same model"; else echo "FAIL: the resumed model differs"; fails=$((fails+1)); fi
 expect 0 "1 image\(s\): 1 anomalous|1 image\(s\): 0 anomalous" "$dfrcl" infer --model "$tmp/m.safetensors" --random-backbone 0 "$img" --out "$tmp/inferout"
 n=$((n+1)); if [ -f "$tmp/inferout/demo/woven_scratch.npy" ] && [ -f "$tmp/inferout/demo/woven_scratch_overlay.png" ] && [ -f "$tmp/inferout/demo/woven_scratch_mask.png" ]; then echo "ok: infer outputs"; else echo "FAIL: infer outputs missing"; ls -R "$tmp/inferout"; fails=$((fails+1)); fi
 expect 0 '"anomalous_pixel_fraction"' "$dfrcl" infer --model "$tmp/m.safetensors" --random-backbone 0 "$img" --json

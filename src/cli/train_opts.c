@@ -58,14 +58,13 @@ int cli_train_option(dfr_train_opts *o, int opt, const char *arg)
             return 1;
         }
         return cli_int("--patience", arg, 1, 1000000, &o->patience) ? 1 : -1;
-    case 1213: {
-        double v = strtod(arg, &end);
-        double unit = 1024.0 * 1024.0; /* MiB when no suffix */
-        if (end && (*end == 'G' || *end == 'g')) unit *= 1024, end++;
-        else if (end && (*end == 'M' || *end == 'm')) end++;
-        if (end && (*end == 'i' || *end == 'B' || *end == 'b')) end += *end == 'i' ? 1 : 0;
-        if (end && (*end == 'B' || *end == 'b')) end++;
-        if (!*arg || *end || !(v > 0) || v * unit > 1e15) {
+    case 1213: { /* a size: a number with an optional K, M (the default) or G, then B or iB */
+        double v = strtod(arg, &end), unit = 1024.0 * 1024.0;
+        if (*end == 'K' || *end == 'k') unit = 1024.0, end++;
+        else if (*end == 'M' || *end == 'm') end++;
+        else if (*end == 'G' || *end == 'g') unit = 1024.0 * 1024.0 * 1024.0, end++;
+        if (!strcmp(end, "iB") || !strcmp(end, "B")) end += strlen(end);
+        if (end == arg || *end || !(v > 0) || v * unit > 1e15) {
             fprintf(stderr, "dfrcl: error: --memory expects a size such as 800M or 2G, not '%s'\n",
                     arg);
             return -1;
