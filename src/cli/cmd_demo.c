@@ -28,7 +28,7 @@ static void help(void)
            "      --out DIR             where everything goes (default dfrcl-demo); must not\n"
            "                            exist unless --force\n"
            "      --force               reuse an existing --out folder\n"
-           "  -e, --epochs N            training epochs (default 25)\n"
+           "  -e, --epochs N            at most this many training epochs (default 25)\n"
            "      --train N             training images to generate (default 16)\n"
            CLI_BACKBONE_HELP "                            (demo default: --size 128, 8 layers)\n"
            "  -h, --help\n");
@@ -115,7 +115,7 @@ int cmd_demo(int argc, char **argv)
     if (!rc) rc = dfr_model_save(m, model);
     if (!rc) {
         printf("2/3 model: %s (%d layers, latent %d, %d epochs, threshold %.6g)\n", model,
-               m->info.layers, m->info.latent, epochs, m->info.threshold);
+               m->info.layers, m->info.latent, m->info.epochs, m->info.threshold);
         fflush(stdout);
         rc = dfr_mkdir_p(report);
     }
