@@ -125,13 +125,13 @@ expect 1 "category 'nope' not found|has no categories" "$dfrcl" run --data "$tmp
 expect 0 "fabric +[01]\.[0-9]{4}" "$dfrcl" run --data "$tmp/root" --categories fabric --out "$tmp/camp" $tr --epochs 1
 expect 0 "fabric .*\(done\)" "$dfrcl" run --data "$tmp/root" --categories fabric --out "$tmp/camp" $tr --epochs 1
 # A campaign stopped inside a category resumes inside it.
-"$dfrcl" run --data "$tmp/root" --categories plain --out "$tmp/camp2" $tr --recipe published --epochs 800 > "$tmp/rlog" 2>&1 &
+"$dfrcl" run --data "$tmp/root" --categories fabric --out "$tmp/camp2" $tr --recipe published --epochs 600 > "$tmp/rlog" 2>&1 &
 pid=$!
 for i in $(seq 100); do grep -q "recipe published" "$tmp/rlog" && break; sleep 0.1; done
 sleep 0.3; kill -TERM $pid; wait $pid; rc=$?
-n=$((n+1)); if [ $rc -eq 130 ] && [ -f "$tmp/camp2/plain/train.checkpoint" ]; then echo "ok: interrupted campaign"; else echo "FAIL: interrupted campaign (exit $rc)"; tail -3 "$tmp/rlog"; fails=$((fails+1)); fi
-expect 0 "resuming from .*plain/train.checkpoint" "$dfrcl" run --data "$tmp/root" --categories plain --out "$tmp/camp2" $tr --recipe published --epochs 800 -v
-n=$((n+1)); if [ ! -f "$tmp/camp2/plain/train.checkpoint" ] && [ -f "$tmp/camp2/plain/model.safetensors" ]; then echo "ok: campaign resumed"; else echo "FAIL: campaign resumed"; fails=$((fails+1)); fi
+n=$((n+1)); if [ $rc -eq 130 ] && [ -f "$tmp/camp2/fabric/train.checkpoint" ]; then echo "ok: interrupted campaign"; else echo "FAIL: interrupted campaign (exit $rc)"; tail -3 "$tmp/rlog"; fails=$((fails+1)); fi
+expect 0 "resuming from .*fabric/train.checkpoint" "$dfrcl" run --data "$tmp/root" --categories fabric --out "$tmp/camp2" $tr --recipe published --epochs 600 -v
+n=$((n+1)); if [ ! -f "$tmp/camp2/fabric/train.checkpoint" ] && [ -f "$tmp/camp2/fabric/model.safetensors" ]; then echo "ok: campaign resumed"; else echo "FAIL: campaign resumed"; fails=$((fails+1)); fi
 n=$((n+1)); if grep -q "^fabric," "$tmp/camp/summary.csv" && grep -q '"mean"' "$tmp/camp/summary.json"; then echo "ok: run summary files"; else echo "FAIL: run summary files"; fails=$((fails+1)); fi
 # A category with an MVTec AD name is shown beside the paper's figures (hazelnut: 0.98, 0.97).
 ln -s "$tmp/demo/data" "$tmp/root/hazelnut"
