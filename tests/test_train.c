@@ -335,6 +335,14 @@ static void test_train_fast_recipe(void **state)
     assert_int_equal(r.patience, -1);
 }
 
+static volatile int stop_flag;
+
+/* Asks training to stop once the threshold is being set (all epochs done). */
+static void stop_in_threshold(void *user, const char *phase, int done, int total, double loss)
+{
+    if (!strcmp(phase, "threshold")) stop_flag = 1;
+}
+
 static void test_resume(void **state)
 {
     char dir[64], ck[128];
@@ -359,6 +367,20 @@ static void test_resume(void **state)
         assert_int_equal(train(&got, &o), DFRCL_OK);
         assert_same(&got, &ref);
         free_trained(&got);
+        /* stopped while setting the threshold: the resumed run does not train again */
+        o.resume = 0;
+        o.stop = &stop_flag;
+        o.progress = stop_in_threshold;
+        stop_flag = 0;
+        assert_int_equal(train(&got, &o), DFRCL_ERR_INTERRUPTED);
+        assert_non_null(strstr(dfrcl_last_error(), "threshold"));
+        o.progress = NULL;
+        stop_flag = 0;
+        o.resume = 1;
+        assert_int_equal(train(&got, &o), DFRCL_OK);
+        assert_same(&got, &ref);
+        free_trained(&got);
+        o.stop = NULL;
         /* a checkpoint of other options or data is refused with the reason */
         o.stop_at_step = at;
         o.resume = 0;

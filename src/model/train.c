@@ -148,6 +148,10 @@ static int set_threshold(dfr_model *m, dfr_fs *fs, int n, const dfr_train_opts *
         if (!rc) rc = dfr_model_score_features(m, 1);
         if (!rc) rc = dfr_read(m->rt, m->score_full, 0, SS * sizeof(float), scores + SS * i, "download");
         progress(o, "threshold", i + 1, n, 0);
+        if (!rc && o->stop && *o->stop)
+            rc = dfr_error(DFRCL_ERR_INTERRUPTED,
+                           "interrupted while setting the threshold%s", o->checkpoint ?
+                           "; training is done, and --resume goes straight to the threshold" : "");
     }
     if (!rc) {
         m->info.threshold = threshold_from_scores(scores, SS * n, o->fpr);
@@ -669,6 +673,14 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
             dfr_log(1, "loss stopped improving: stopped after epoch %d (loss %.6g)", ts.epoch, loss);
     }
     (void)stopped;
+    /* Training is done: a last checkpoint, so that an interruption from here on (the threshold
+     * scores every training image) resumes without training again. */
+    if (!rc && o.checkpoint) {
+        ts.seconds += now_s() - t_start;
+        t_start = now_s();
+        ts.done = 1;
+        rc = write_checkpoint(o.checkpoint, m->cae, &ts, &id, info->latent, dfr_fs_precision(fs));
+    }
     if (!rc) {
         info->epochs = ts.epoch;
         info->final_loss = ts.last_loss;
