@@ -5,7 +5,7 @@ writes (MODEL.curve.json): one row per dataset, as in the README's Results.
     tools/recipe_table.py NAME FAST.curve.json PUBLISHED.curve.json [NAME FAST PUBLISHED ...]
 
 The published plateau is the published run's last evaluation. For the fast recipe the row gives
-the point where its default early stop (--patience 5, 1%) would have stopped, computed from the
+the point where its default early stop (a 5-epoch window, 3%) would have stopped, computed from the
 per-epoch losses the curve holds (the run itself went on with --patience off), the accuracy at the
 nearest evaluation at or after it, and the training time to there. Also: the first evaluation of
 each recipe within 0.01 of the published plateau on all three metrics."""
@@ -15,17 +15,12 @@ import sys
 METRICS = ('pixel_auroc', 'image_auroc', 'aupro')
 
 
-def early_stop(losses, patience=5, rel=0.01):
-    """The epoch (1-based) at which dfrcl's rule stops: `patience` epochs without a loss
-    `rel` below the best (as src/model/train.c)."""
-    best, bad = float('inf'), 0
-    for i, loss in enumerate(losses):
-        if loss < best * (1 - rel):
-            best, bad = loss, 0
-        else:
-            best, bad = min(best, loss), bad + 1
-        if bad >= patience:
-            return i + 1
+def early_stop(losses, window=5, fraction=0.03):
+    """The epoch (1-based) at which dfrcl's rule stops (src/model/train.c, should_stop): the last
+    `window` epochs lowered the loss by less than `fraction` of its fall since the first."""
+    for e in range(window + 1, len(losses) + 1):
+        if losses[e - 1 - window] - losses[e - 1] < fraction * (losses[0] - losses[e - 1]):
+            return e
     return None
 
 

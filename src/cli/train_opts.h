@@ -18,15 +18,16 @@
     "      --recipe fast|published  how to train (default fast):\n"                            \
     "                            fast: each step trains on a random 1/8 of the feature\n"     \
     "                            positions of its batch, Adam lr 1e-3, and training stops\n"   \
-    "                            when the epoch loss has not improved by 1%% for 5 epochs\n"   \
-    "                            (at most 100); about 10x less compute for the same accuracy\n" \
+    "                            when the last 5 epochs lowered the loss by less than 3%% of\n" \
+    "                            its fall since the first (at most 100 epochs); the same\n"    \
+    "                            accuracy for a tenth of the compute or less\n"                \
     "                            published: DFR as published (every position, lr 1e-4,\n"    \
     "                            150 epochs, no early stop); equals the PyTorch reference\n"  \
     "  -e, --epochs N            the most epochs (fast 100, published 150)\n"                 \
     "  -b, --batch N             images per batch (default 4)\n"                              \
     "      --lr X                Adam learning rate (fast 1e-3, published 1e-4)\n"            \
     "      --positions N|all     feature positions per image in a step (fast 1/8 of them)\n"   \
-    "      --patience N|off      stop after N epochs without a 1%% better loss (fast 5)\n"     \
+    "      --patience N|off      the early stop's window: N epochs (fast 5)\n"                 \
     "      --latent auto|N       latent size (default auto: PCA, 90%% of the variance of\n"    \
     "                            the first 10 images)\n"                                       \
     "      --fpr X               expected pixel false-positive rate of the threshold on\n"     \

@@ -33,7 +33,8 @@ typedef struct dfr_model dfr_model;
  * FAST (the default) reaches the same accuracy in far less compute: each step trains on a random
  * subset of the batch's feature positions (the autoencoder is 1x1 convolutions, so positions are
  * independent samples) with a 10x larger learning rate, and training stops when the epoch loss
- * stops improving (the epoch count is then a cap). */
+ * levels off: the last `patience` epochs lowered it by less than 3% of its fall since the first
+ * epoch (the epoch count is then a cap). */
 enum { DFR_RECIPE_FAST = 0, DFR_RECIPE_PUBLISHED = 1 };
 const char *dfr_recipe_name(int recipe);
 
@@ -43,8 +44,7 @@ typedef struct dfr_train_opts {
     int epochs;        /* the most epochs (fast 100; published 150, all run) */
     float lr;          /* Adam's learning rate (fast 1e-3, published 1e-4) */
     int positions;     /* feature positions of each image in a step (fast P/8, published P) */
-    int patience;      /* stop after this many epochs without a 1% better loss (fast 5);
-                        * -1 = never (published) */
+    int patience;      /* the early stop's window in epochs (fast 5); -1 = never (published) */
     int batch;         /* default 4 */
     int latent;        /* 0 = by PCA */
     double pca_keep;   /* 0.9 */
