@@ -154,7 +154,7 @@ typedef struct dfrcl_model_info {
 
 typedef struct dfrcl_train_options {
     int recipe;       /* 0: fast (default): each step trains on a random 1/8 of the feature
-                       * positions, lr 1e-3, stops when the loss stops improving; 1: published
+                       * positions, lr 1e-3, stops when the loss levels off; 1: published
                        * (every position, lr 1e-4, 150 epochs), equal to the PyTorch reference */
     int epochs;       /* the most epochs; 0 = the recipe's (fast 100, published 150) */
     int batch;        /* images per batch (default 4) */

@@ -679,7 +679,7 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
             t_ck += now_s() - t_eval;
         }
         if (ts.done)
-            dfr_log(1, "loss stopped improving: stopped after epoch %d (loss %.6g)", ts.epoch, loss);
+            dfr_log(1, "the loss has levelled off: stopped after epoch %d (loss %.6g)", ts.epoch, loss);
     }
     (void)stopped;
     /* Training is done: a last checkpoint, so that an interruption from here on (the threshold
