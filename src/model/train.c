@@ -620,7 +620,7 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
         dfr_log(1, "recipe %s: Adam lr %g, batch %d, %d of %d positions per image a step, %s%d "
                    "epochs",
                 dfr_recipe_name(o.recipe), (double)o.lr, o.batch, k, P,
-                o.patience > 0 ? "stop when the loss stops improving, at most " : "", o.epochs);
+                o.patience > 0 ? "stop when the loss levels off, at most " : "", o.epochs);
 
     double t_start = now_s(), t_ck = t_start;
     int stopped = 0;
