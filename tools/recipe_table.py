@@ -4,6 +4,8 @@ writes (MODEL.curve.json): one row per dataset, as in the README's Results.
 
     tools/recipe_table.py NAME FAST.curve.json PUBLISHED.curve.json [NAME FAST PUBLISHED ...]
 
+(each curve records the training images and batch, from which the steps per epoch come)
+
 The published plateau is the published run's last evaluation. For the fast recipe the row gives
 the point where its default early stop (a 5-epoch window, 3%) would have stopped, computed from the
 per-epoch losses the curve holds (the run itself went on with --patience off), the accuracy at the
@@ -15,9 +17,11 @@ import sys
 METRICS = ('pixel_auroc', 'image_auroc', 'aupro')
 
 
-def early_stop(losses, window=5, fraction=0.03):
+def early_stop(losses, steps_per_epoch, window=5, fraction=0.03, min_steps=50):
     """The epoch (1-based) at which dfrcl's rule stops (src/model/train.c, should_stop): the last
-    `window` epochs lowered the loss by less than `fraction` of its fall since the first."""
+    `window` epochs (at least min_steps steps) lowered the loss by less than `fraction` of its
+    fall since the first."""
+    window = max(window, -(-min_steps // steps_per_epoch))
     for e in range(window + 1, len(losses) + 1):
         if losses[e - 1 - window] - losses[e - 1] < fraction * (losses[0] - losses[e - 1]):
             return e
@@ -45,7 +49,8 @@ def main(args):
         name, fast, pub = args[i], json.load(open(args[i + 1])), json.load(open(args[i + 2]))
         plateau = pub['points'][-1]
         pw = first_within(pub['points'], plateau)
-        stop = early_stop(fast.get('losses', []))
+        spe = -(-fast['train_images'] // fast['batch'])
+        stop = early_stop(fast.get('losses', []), spe)
         fp = fast['points']
         at = next((p for p in fp if stop and p['epoch'] >= stop), fp[-1])
         fw = first_within(fp, plateau)

@@ -144,6 +144,8 @@ int cmd_train(int argc, char **argv)
         curve.root = cJSON_CreateObject();
         cJSON_AddStringToObject(curve.root, "data", data);
         cJSON_AddStringToObject(curve.root, "recipe", dfr_recipe_name(to.recipe));
+        cJSON_AddNumberToObject(curve.root, "train_images", files.count);
+        cJSON_AddNumberToObject(curve.root, "batch", to.batch);
         curve.points = cJSON_AddArrayToObject(curve.root, "points");
         curve.path = curve_path;
         to.on_eval = on_eval;

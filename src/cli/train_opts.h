@@ -27,7 +27,8 @@
     "  -b, --batch N             images per batch (default 4)\n"                              \
     "      --lr X                Adam learning rate (fast 1e-3, published 1e-4)\n"            \
     "      --positions N|all     feature positions per image in a step (fast 1/8 of them)\n"   \
-    "      --patience N|off      the early stop's window: N epochs (fast 5)\n"                 \
+    "      --patience N|off      the early stop's window: N epochs, at least 50 steps\n"       \
+    "                            (fast 5)\n"                                                  \
     "      --latent auto|N       latent size (default auto: PCA, 90%% of the variance of\n"    \
     "                            the first 10 images)\n"                                       \
     "      --fpr X               expected pixel false-positive rate of the threshold on\n"     \

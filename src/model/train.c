@@ -415,8 +415,11 @@ static void step_positions(int *out, int *scratch, int k, int npos, uint32_t see
 
 /* The fast recipe's stop: the last `window` epochs lowered the loss by less than 3% of what it
  * fell since the first epoch. Scale-free; on the sets measured it stops where the test accuracy
- * has levelled off, while the loss itself goes on falling slowly for long after. */
+ * has levelled off, while the loss itself goes on falling slowly for long after. The window is
+ * at least STOP_MIN_STEPS steps: with few images an epoch is a step or two, and its loss too
+ * noisy to judge over 5 of them. */
 #define STOP_FRACTION 0.03
+#define STOP_MIN_STEPS 50
 static int should_stop(const float *loss, int epochs, int window)
 {
     if (window < 1 || epochs <= window) return 0;
@@ -622,6 +625,10 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
                 dfr_recipe_name(o.recipe), (double)o.lr, o.batch, k, P,
                 o.patience > 0 ? "stop when the loss levels off, at most " : "", o.epochs);
 
+    int steps_per_epoch = (n + o.batch - 1) / o.batch;
+    int stop_window = o.patience < 1 ? 0 : o.patience;
+    if (stop_window && stop_window * steps_per_epoch < STOP_MIN_STEPS)
+        stop_window = (STOP_MIN_STEPS + steps_per_epoch - 1) / steps_per_epoch;
     double t_start = now_s(), t_ck = t_start;
     int stopped = 0;
     while (!rc && !ts.done && ts.epoch < o.epochs) {
@@ -669,7 +676,7 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
         ts.last_loss = loss;
         /* Early stop: `patience` epochs without a 1% better loss. */
         ts.losses[ts.epoch - 1] = (float)loss;
-        ts.done = should_stop(ts.losses, ts.epoch, o.patience);
+        ts.done = should_stop(ts.losses, ts.epoch, stop_window);
         progress(&o, "train", ts.epoch, ts.done ? ts.epoch : o.epochs, loss);
         if (o.on_eval && o.eval_every > 0 &&
             (ts.epoch % o.eval_every == 0 || ts.done || ts.epoch == o.epochs)) {
