@@ -263,7 +263,9 @@ static int cae_create(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, 
     if (!rc && train) rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE gradients", &m->grads);
     if (!rc && train) rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE Adam moments", &m->adam_m);
     if (!rc && train) rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE Adam moments", &m->adam_v);
-    if (!rc) rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE folded weights", &m->folded);
+    /* A training autoencoder makes its folded weights on its first inference (most never do). */
+    if (!rc && !train)
+        rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE folded weights", &m->folded);
     if (!rc) rc = dfr_buffer_new(rt, m->nrunning * fb, rw, "CAE running stats", &m->running);
     for (int l = 0; l < NCONV && !rc; l++) {
         int k = bn_of_conv[l];
@@ -583,6 +585,11 @@ int dfr_cae_epoch_loss(dfr_cae *cae, double *mean, int *steps)
 
 static int fold(dfr_cae *m)
 {
+    if (!m->folded) {
+        int rc = dfr_buffer_new(m->rt, m->nparams * sizeof(float), CL_MEM_READ_WRITE,
+                                "CAE folded weights", &m->folded);
+        if (rc) return rc;
+    }
     cl_int err = clEnqueueCopyBuffer(m->rt->queue, m->params, m->folded, 0, 0,
                                      m->nparams * sizeof(float), 0, NULL, NULL);
     int rc = dfr_cl_error(err, "CAE: copying the weights to fold");

@@ -54,20 +54,23 @@ double dfr_train_auto_budget(const dfr_runtime *rt)
 }
 
 /* Bytes of the autoencoder's training buffers for `cols` positions per step (cae.c: parameters,
- * gradients, two Adam moments and folded weights; per position the activations and the output,
- * plus the input batch), and of scoring one image for the threshold. */
+ * gradients and two Adam moments; per position the activations and the output, plus the input
+ * batch; the GEMM's packing scratch, at most 128 MB), and of scoring one image for the
+ * threshold. */
+#define GEMM_SCRATCH_BYTES (128.0 * 1024 * 1024)
 static double cae_train_bytes(int C, int d, double cols)
 {
     double h = (C + 2.0 * d) / 2;
     double params = 2 * C * h + 4 * h * d + 4.0 * d * d + 2 * C + 4 * h + 6.0 * d;
-    return 4 * (5 * params + cols * (4 * h + 9.0 * d + 2.0 * C));
+    return 4 * (4 * params + cols * (4 * h + 9.0 * d + 2.0 * C)) + GEMM_SCRATCH_BYTES;
 }
 
 static double score_bytes(int C, int d, int P, int S)
 {
     double h = (C + 2.0 * d) / 2;
     double params = 2 * C * h + 4 * h * d + 4.0 * d * d + 2 * C + 4 * h + 6.0 * d;
-    return 4 * (2 * params + (double)P * (2 * h + 5.0 * d) + 2.0 * C * P + P + (double)S * S);
+    return 4 * (2 * params + (double)P * (2 * h + 5.0 * d) + 2.0 * C * P + P + (double)S * S) +
+           GEMM_SCRATCH_BYTES;
 }
 
 /* What training takes besides the feature store, with latent size d. */
