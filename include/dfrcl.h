@@ -154,11 +154,11 @@ typedef struct dfrcl_model_info {
 
 typedef struct dfrcl_train_options {
     int recipe;       /* 0: fast (default): each step trains on a random 1/8 of the feature
-                       * positions, lr 1e-3, stops when the loss levels off; 1: published
+                       * positions, lr 3e-4, stops when the loss levels off; 1: published
                        * (every position, lr 1e-4, 150 epochs), equal to the PyTorch reference */
     int epochs;       /* the most epochs; 0 = the recipe's (fast 100, published 150) */
     int batch;        /* images per batch (default 4) */
-    float lr;         /* Adam learning rate; 0 = the recipe's (fast 1e-3, published 1e-4) */
+    float lr;         /* Adam learning rate; 0 = the recipe's (fast 3e-4, published 1e-4) */
     int latent;       /* latent size; 0 = by PCA (default) */
     double pca_keep;  /* with latent 0: fraction of the variance to keep (default 0.9) */
     int pca_images;   /* with latent 0: images the PCA looks at (default 10) */

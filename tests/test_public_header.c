@@ -275,7 +275,7 @@ static void check_info(const dfrcl_model_info *a)
     assert_int_equal(a->epochs, 1);
     assert_int_equal(a->batch, 4);
     assert_int_equal(a->train_images, N_TRAIN);
-    assert_true(a->lr == 1e-3f); /* the fast recipe's */
+    assert_true(a->lr == 3e-4f); /* the fast recipe's */
     assert_true(isfinite(a->final_loss) && a->final_loss > 0);
     assert_int_equal(a->seed, 0);
     assert_int_equal(strlen(a->backbone_sha256), 64);

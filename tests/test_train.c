@@ -324,7 +324,7 @@ static void test_train_fast_recipe(void **state)
     dfr_train_defaults(&r);
     dfr_train_resolve(&r, 4096);
     assert_int_equal(r.positions, 512);
-    assert_true(r.lr == 1e-3f);
+    assert_true(r.lr == 3e-4f);
     assert_int_equal(r.patience, 5);
     dfr_train_defaults(&r);
     r.recipe = DFR_RECIPE_PUBLISHED;

@@ -17,7 +17,7 @@
 #define CLI_TRAIN_HELP                                                                         \
     "      --recipe fast|published  how to train (default fast):\n"                            \
     "                            fast: each step trains on a random 1/8 of the feature\n"     \
-    "                            positions of its batch, Adam lr 1e-3, and training stops\n"   \
+    "                            positions of its batch, Adam lr 3e-4, and training stops\n"   \
     "                            when the last 5 epochs lowered the loss by less than 3%% of\n" \
     "                            its fall since the first (at most 100 epochs); the same\n"    \
     "                            accuracy for a tenth of the compute or less\n"                \
@@ -25,7 +25,7 @@
     "                            150 epochs, no early stop); equals the PyTorch reference\n"  \
     "  -e, --epochs N            the most epochs (fast 100, published 150)\n"                 \
     "  -b, --batch N             images per batch (default 4)\n"                              \
-    "      --lr X                Adam learning rate (fast 1e-3, published 1e-4)\n"            \
+    "      --lr X                Adam learning rate (fast 3e-4, published 1e-4)\n"            \
     "      --positions N|all     feature positions per image in a step (fast 1/8 of them)\n"   \
     "      --patience N|off      the early stop's window: N epochs, at least 50 steps\n"       \
     "                            (fast 5)\n"                                                  \

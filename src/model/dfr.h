@@ -32,7 +32,7 @@ typedef struct dfr_model dfr_model;
  * position of batches of 4 images, a fixed number of epochs) and equals the PyTorch reference.
  * FAST (the default) reaches the same accuracy in far less compute: each step trains on a random
  * subset of the batch's feature positions (the autoencoder is 1x1 convolutions, so positions are
- * independent samples) with a 10x larger learning rate, and training stops when the epoch loss
+ * independent samples) with a 3x larger learning rate, and training stops when the epoch loss
  * levels off: the last `patience` epochs lowered it by less than 3% of its fall since the first
  * epoch (the epoch count is then a cap). */
 enum { DFR_RECIPE_FAST = 0, DFR_RECIPE_PUBLISHED = 1 };
@@ -42,7 +42,7 @@ typedef struct dfr_train_opts {
     int recipe;        /* DFR_RECIPE_FAST (default) or DFR_RECIPE_PUBLISHED */
     /* 0 in any of these four = the recipe's value (dfr_train_resolve) */
     int epochs;        /* the most epochs (fast 100; published 150, all run) */
-    float lr;          /* Adam's learning rate (fast 1e-3, published 1e-4) */
+    float lr;          /* Adam's learning rate (fast 3e-4, published 1e-4) */
     int positions;     /* feature positions of each image in a step (fast P/8, published P) */
     int patience;      /* the early stop's window in epochs (fast 5); -1 = never (published) */
     int batch;         /* default 4 */

@@ -37,7 +37,7 @@ void dfr_train_resolve(dfr_train_opts *o, int npos)
 {
     int fast = o->recipe != DFR_RECIPE_PUBLISHED;
     if (o->epochs <= 0) o->epochs = fast ? 100 : 150;
-    if (!(o->lr > 0)) o->lr = fast ? 1e-3f : 1e-4f;
+    if (!(o->lr > 0)) o->lr = fast ? 3e-4f : 1e-4f;
     if (o->positions <= 0) o->positions = fast ? (npos >= 16 ? npos / 8 : npos) : npos;
     if (o->positions > npos) o->positions = npos;
     if (o->patience == 0) o->patience = fast ? 5 : -1;
