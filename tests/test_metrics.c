@@ -1,5 +1,5 @@
 /* Metrics against values computed independently: scikit-learn (AUROC, ROC curves, best F1), numpy
- * (precision/recall/F1/IoU), scipy (8-connected regions) and shared/tools/metrics_ref.py (AUPRO),
+ * (precision/recall/F1/IoU), scipy (8-connected regions) and an independent Python AUPRO (the one tools/make_metrics_fixtures.py imports),
  * stored in tests/fixtures/metrics_*.safetensors by tools/make_metrics_fixtures.py; hand-computed
  * tiny cases; AUROC against a brute-force pair count; degenerate inputs; and a large case
  * (300 maps of 256x256) against a histogram computation, with its peak memory measured.

@@ -1,5 +1,5 @@
 /*
- * Anomaly-segmentation metrics as the field reports them (DESIGN.md section 4), computed exactly.
+ * Anomaly-segmentation metrics as the field reports them (as DFR and anomalib report them), computed exactly.
  *
  * - Pixel AUROC: ROC AUC over all pixels of all images; a pixel is positive where its mask is
  *   nonzero. Exact: pixels are sorted by score, tied scores form one ROC step (the diagonal

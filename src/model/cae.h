@@ -1,5 +1,5 @@
 /* DFR's convolutional autoencoder on the device: training (forward, MSE loss, backward, Adam)
- * and inference, with PyTorch's semantics (shared/tools/dfr_torch_ref.py, class CAE):
+ * and inference, with the semantics of the official PyTorch DFR code's CAE:
  *
  *   enc: conv C->h, BN, ReLU, conv h->2d, BN, ReLU, conv 2d->d       h = (C + 2d) / 2 (floor)
  *   dec: conv d->2d, BN, ReLU, conv 2d->h, BN, ReLU, conv h->C       (no final activation)

@@ -1,5 +1,6 @@
-/* DFR end to end (DESIGN.md §1 steps 4-8): features of normal images, latent size by PCA, CAE
- * training, scoring, the threshold, and the model file. */
+/* DFR end to end: features of normal images, the latent size by PCA (90% of the variance of
+ * the first 10 images), training the convolutional autoencoder, scoring (per-position mean
+ * squared reconstruction error, upsampled), the threshold, and the model file. */
 #ifndef DFRCL_MODEL_DFR_H
 #define DFRCL_MODEL_DFR_H
 
@@ -28,8 +29,8 @@ typedef struct dfr_model_info {
 
 typedef struct dfr_model dfr_model;
 
-/* Training recipes. PUBLISHED is DFR as published (DESIGN.md §1 step 6: Adam 1e-4 on every
- * position of batches of 4 images, a fixed number of epochs) and equals the PyTorch reference.
+/* Training recipes. PUBLISHED is DFR as published (Adam, lr 1e-4, betas 0.9/0.999, on every
+ * position of batches of 4 shuffled images, a fixed number of epochs: 150 by default) and equals the PyTorch reference.
  * FAST (the default) reaches the same accuracy in far less compute: each step trains on a random
  * subset of the batch's feature positions (the autoencoder is 1x1 convolutions, so positions are
  * independent samples) with a 3x larger learning rate, and training stops when the epoch loss

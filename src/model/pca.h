@@ -1,4 +1,4 @@
-/* DFR's latent size: PCA of regional feature vectors (DESIGN.md §1 step 4). */
+/* DFR's latent size: PCA of regional feature vectors (the fewest components keeping 90% of the variance, by default). */
 #ifndef DFRCL_MODEL_PCA_H
 #define DFRCL_MODEL_PCA_H
 

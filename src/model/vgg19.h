@@ -1,4 +1,4 @@
-/* The frozen VGG19 backbone and DFR's multi-scale regional features (DESIGN.md §1, steps 1-3). */
+/* The frozen VGG19 backbone and DFR's multi-scale regional features (each map resized to S x S, align_corners, then 4x4 averaged). */
 #ifndef DFRCL_MODEL_VGG19_H
 #define DFRCL_MODEL_VGG19_H
 

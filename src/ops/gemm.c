@@ -5,8 +5,8 @@
  *   gemm_lds, a local-memory tiled kernel for GPUs. Tunables come from a per-device-type table
  *   (tune_defaults) and can be overridden for tuning with DFRCL_GEMM_TUNE="rm=6,vw=8,nv=2,lx=0,
  *   ly=0,kc=0,pk=32768,tm=64,tn=64,tk=16,wm=4,wn=4" (any subset).
- * - CLBlast, on the runtime's queue. On CPUs its Xgemm parameters are overridden with the ones
- *   DESIGN.md section 5 measured on PoCL (its defaults are slower there); DFRCL_CLBLAST_DEFAULTS=1
+ * - CLBlast, on the runtime's queue. On CPUs its Xgemm parameters are overridden with ones
+ *   measured faster on PoCL (its defaults are slower there); DFRCL_CLBLAST_DEFAULTS=1
  *   keeps its own.
  *
  * AUTO picks the own kernel on CPUs: on the 2-core PoCL machine it is several times faster than
@@ -515,8 +515,8 @@ static int clblast_status(CLBlastStatusCode s, const char *what)
     return dfr_error(DFRCL_ERR_INTERNAL, "%s: CLBlast status %d", what, (int)s);
 }
 
-/* On CPUs, CLBlast's default Xgemm parameters are ~3x slower than these (DESIGN.md section 5:
- * an 8 x 16 register tile per work-item, no local memory). Set once per device. */
+/* On CPUs, CLBlast's default Xgemm parameters are ~3x slower than these (measured on the
+ * 2-core PoCL machine: an 8 x 16 register tile per work-item, no local memory). Set once per device. */
 static void clblast_tune_cpu(dfr_runtime *rt)
 {
     static cl_device_id done[GEMM_MAX_RT];
