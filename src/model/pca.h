@@ -1,4 +1,5 @@
-/* DFR's latent size: PCA of regional feature vectors (the fewest components keeping 90% of the variance, by default). */
+/* DFR's latent size: PCA of regional feature vectors, the fewest components that keep 90% of
+ * the variance (by default). */
 #ifndef DFRCL_MODEL_PCA_H
 #define DFRCL_MODEL_PCA_H
 

@@ -1,4 +1,5 @@
-/* The frozen VGG19 backbone and DFR's multi-scale regional features (each map resized to S x S, align_corners, then 4x4 averaged). */
+/* The frozen VGG19 backbone and DFR's multi-scale regional features: each ReLU map resized to
+ * S x S (bilinear, align_corners) and averaged over 4x4 windows, concatenated along channels. */
 #ifndef DFRCL_MODEL_VGG19_H
 #define DFRCL_MODEL_VGG19_H
 
