@@ -1,3 +1,4 @@
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +9,6 @@
 #include "cli/progress.h"
 #include "cli/train_opts.h"
 #include "eval/evaluate.h"
-#include <cjson/cJSON.h>
 #include "io/dataset.h"
 #include "model/dfr.h"
 #include "util/error.h"
@@ -19,12 +19,12 @@ typedef struct curve_ctx {
     dfr_test_set ts;
     cJSON *root, *points;
     const char *path;
-    cli_train_progress *prog;
 } curve_ctx;
 
 static int on_eval(void *user, int epoch, double seconds, dfr_model *m)
 {
-    curve_ctx *c = ((cli_train_progress *)user)->curve;
+    cli_train_progress *tp = user;
+    curve_ctx *c = tp->curve;
     dfr_metrics mt;
     dfr_eval_opts eo = {.quiet = 1};
     int rc = dfr_evaluate(m, &c->ts, &eo, &mt);
@@ -38,7 +38,6 @@ static int on_eval(void *user, int epoch, double seconds, dfr_model *m)
     cJSON_AddNumberToObject(pt, "image_auroc", mt.image_auroc);
     cJSON_AddNumberToObject(pt, "aupro", mt.aupro);
     cJSON_AddItemToArray(c->points, pt);
-    cli_train_progress *tp = user;
     cJSON_DeleteItemFromObject(c->root, "losses");
     cJSON_AddItemToObject(c->root, "losses", cJSON_CreateDoubleArray(tp->losses, tp->n_losses));
     char *txt = cJSON_Print(c->root);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "model/featstore.h"
 
 int cli_train_option(dfr_train_opts *o, int opt, const char *arg)
 {
@@ -73,9 +74,8 @@ int cli_train_option(dfr_train_opts *o, int opt, const char *arg)
         return 1;
     }
     case 1214: {
-        static const char *const names[] = {"auto", "device", "host", "disk"};
-        for (int i = 0; i < 4; i++)
-            if (!strcmp(arg, names[i])) {
+        for (int i = DFR_FS_AUTO; i <= DFR_FS_DISK; i++)
+            if (!strcmp(arg, dfr_fs_place_name(i))) {
                 o->store = i;
                 return 1;
             }

@@ -716,6 +716,20 @@ int dfr_cae_set_tensors(dfr_cae *cae, const float *const *src)
     return DFRCL_OK;
 }
 
+int dfr_cae_copy_weights(dfr_cae *dst, dfr_cae *src)
+{
+    if (!dst || !src || memcmp(dst->ch, src->ch, sizeof dst->ch) != 0)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: copying weights between different shapes");
+    cl_command_queue q = src->rt->queue;
+    cl_int err = clEnqueueCopyBuffer(q, src->params, dst->params, 0, 0,
+                                     src->nparams * sizeof(float), 0, NULL, NULL);
+    if (err == CL_SUCCESS)
+        err = clEnqueueCopyBuffer(q, src->running, dst->running, 0, 0,
+                                  src->nrunning * sizeof(float), 0, NULL, NULL);
+    dst->folded_ok = 0;
+    return dfr_cl_error(err, "CAE: copying the weights");
+}
+
 size_t dfr_cae_nparams(const dfr_cae *cae) { return cae ? cae->nparams : 0; }
 size_t dfr_cae_nrunning(const dfr_cae *cae) { return cae ? cae->nrunning : 0; }
 

@@ -98,6 +98,10 @@ int dfr_cae_set_tensor(dfr_cae *cae, const char *name, const float *src, size_t 
 int dfr_cae_get_tensors(dfr_cae *cae, float *const *dst);
 int dfr_cae_set_tensors(dfr_cae *cae, const float *const *src);
 
+/* Copies the weights and running statistics of src into dst (same channels and latent size, on
+ * the same runtime), on the device; dst's folded weights are refreshed on its next inference. */
+int dfr_cae_copy_weights(dfr_cae *dst, dfr_cae *src);
+
 /* ---- Training state (checkpoints) ----
  * The whole state of training as flat float vectors: parameters, Adam's two moments (nparams
  * each), running statistics (nrunning), Adam's step count, and the epoch loss accumulator

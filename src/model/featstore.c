@@ -18,7 +18,6 @@ struct dfr_fs {
     int n, C, P, batch;
     dfr_fs_place place;
     int prec;         /* 32 or 16 */
-    size_t esize;     /* bytes per element: 4 or 2 */
     size_t img_bytes; /* one image [C, P] in the store */
     /* device: images in chunks of per_chunk, each one buffer */
     cl_mem *chunks;
@@ -127,12 +126,13 @@ static void *read_ahead(void *arg)
     return NULL;
 }
 
-/* Waits for a read in progress; returns 1 when the finished read is of idx[0..count). */
+/* Waits for a read in progress; returns 1 when the finished read is of idx[0..count) (count 0:
+ * only wait, so that buf is free). */
 static int wait_read_ahead(dfr_fs *fs, const int *idx, int count, int *rc, char *err, size_t errn)
 {
     pthread_mutex_lock(&fs->mu);
     while (fs->ra_state == 1 || fs->ra_state == 2) pthread_cond_wait(&fs->cv, &fs->mu);
-    int match = count >= 0 && fs->ra_state == 3 && fs->ra_count == count &&
+    int match = count > 0 && fs->ra_state == 3 && fs->ra_count == count &&
                 memcmp(fs->ra_idx, idx, (size_t)count * sizeof *idx) == 0;
     if (match) {
         *rc = fs->ra_rc;
@@ -252,8 +252,7 @@ int dfr_fs_open(dfr_fs **out, dfr_runtime *rt, int n, int channels, int npos, co
     fs->batch = o->batch;
     fs->place = place;
     fs->prec = prec;
-    fs->esize = prec == 16 ? 2 : 4;
-    fs->img_bytes = (size_t)channels * npos * fs->esize;
+    fs->img_bytes = (size_t)channels * npos * (prec == 16 ? 2 : 4);
     fs->fd = -1;
     pthread_mutex_init(&fs->mu, NULL);
     pthread_cond_init(&fs->cv, NULL);
@@ -380,12 +379,8 @@ int dfr_fs_put(dfr_fs *fs, int i, cl_mem src, int slot)
     }
     unsigned char *dst = fs->place == DFR_FS_HOST ? fs->host + fs->img_bytes * i : fs->buf;
     int rc = DFRCL_OK;
-    if (fs->place == DFR_FS_DISK) {
-        /* buf may be the target of a read ahead: none runs while features are being stored */
-        char err[8];
-        int r2;
-        wait_read_ahead(fs, NULL, -1, &r2, err, sizeof err);
-    }
+    if (fs->place == DFR_FS_DISK) /* buf may be a read ahead's target: let it finish */
+        wait_read_ahead(fs, NULL, 0, NULL, NULL, 0);
     if (fs->prec == 16) {
         rc = pack_half(fs, src, per * slot, fs->stage, 0);
         if (!rc) rc = dfr_read(fs->rt, fs->stage, 0, fs->img_bytes, dst, "download");

@@ -57,7 +57,7 @@ int dfr_fs_gather(dfr_fs *fs, const int *idx, int count, cl_mem pos, int k, cl_m
 /* Says which images the next gather will take, so that a disk store reads them ahead. */
 void dfr_fs_hint(dfr_fs *fs, const int *idx, int count);
 
-/* The place and precision chosen, and the bytes the store takes ("disk fp16", ...). */
+/* The place and precision chosen, the positions per image, and a place's name. */
 dfr_fs_place dfr_fs_where(const dfr_fs *fs);
 int dfr_fs_precision(const dfr_fs *fs);
 int dfr_fs_npos(const dfr_fs *fs);

@@ -171,7 +171,8 @@ typedef struct train_state {
     int epoch;        /* epochs finished */
     int next;         /* first image (in the epoch's order) of the next step */
     int64_t step;     /* steps taken */
-    float *losses;    /* every finished epoch's loss (o.epochs of them) */
+    float *losses;    /* every finished epoch's loss; room for n_losses (the epoch cap) */
+    int n_losses;
     int done;         /* stopped early */
     double last_loss; /* the last finished epoch's loss */
     double seconds;   /* training time before this process */
@@ -217,7 +218,8 @@ static void describe_options(const dfr_train_opts *o, int size, int layers, char
              o->epochs, o->batch, (double)o->lr, o->positions, o->patience, o->seed, prec);
 }
 
-static int write_checkpoint(const char *path, dfr_cae *cae, const train_state *st,
+/* seconds: the training time so far, this process's included. */
+static int write_checkpoint(const char *path, dfr_cae *cae, const train_state *st, double seconds,
                             const run_identity *id, int latent, int precision)
 {
     size_t np = dfr_cae_nparams(cae), nr = dfr_cae_nrunning(cae);
@@ -234,9 +236,8 @@ static int write_checkpoint(const char *path, dfr_cae *cae, const train_state *s
     if (!rc) rc = dfr_st_writer_add_f32(w, "adam_v", 1, snp, buf + 2 * np);
     if (!rc) rc = dfr_st_writer_add_f32(w, "running", 1, snr, buf + 3 * np);
     if (!rc) rc = dfr_st_writer_add_f32(w, "loss_acc", 1, s3, loss);
-    int64_t se[1] = {st->epoch > 0 ? st->epoch : 1};
-    float none = 0;
-    if (!rc) rc = dfr_st_writer_add_f32(w, "epoch_losses", 1, se, st->epoch > 0 ? st->losses : &none);
+    int64_t se[1] = {st->n_losses};
+    if (!rc) rc = dfr_st_writer_add_f32(w, "epoch_losses", 1, se, st->losses);
     char v[64];
 #define META(key, fmt, val)                                                                    \
     if (!rc) {                                                                                 \
@@ -256,7 +257,7 @@ static int write_checkpoint(const char *path, dfr_cae *cae, const train_state *s
     META("adam_steps", "%lld", (long long)steps)
     META("done", "%d", st->done)
     META("last_loss", "%.17g", st->last_loss)
-    META("seconds", "%.3f", st->seconds)
+    META("seconds", "%.3f", seconds)
 #undef META
     if (!rc) rc = dfr_st_writer_write(w, path);
     if (rc) rc = dfr_error_prefix(rc, "writing the checkpoint %s", path);
@@ -361,10 +362,8 @@ static int load_checkpoint(const char *path, dfr_cae *cae, train_state *ts)
     if (!rc) rc = dfr_st_read_f32(st, "adam_v", 1, snp, buf + 2 * np, np);
     if (!rc) rc = dfr_st_read_f32(st, "running", 1, snr, buf + 3 * np, nr);
     if (!rc) rc = dfr_st_read_f32(st, "loss_acc", 1, s3, loss, 3);
-    int64_t se[1] = {ts->epoch > 0 ? ts->epoch : 1};
-    float none = 0;
-    if (!rc) rc = dfr_st_read_f32(st, "epoch_losses", 1, se, ts->epoch > 0 ? ts->losses : &none,
-                                  (size_t)se[0]);
+    int64_t se[1] = {ts->n_losses};
+    if (!rc) rc = dfr_st_read_f32(st, "epoch_losses", 1, se, ts->losses, (size_t)ts->n_losses);
     if (!rc) rc = ck_long(st, path, "adam_steps", &steps);
     if (!rc) rc = dfr_cae_set_state(cae, buf, buf + np, buf + 2 * np, buf + 3 * np, steps, loss);
     if (rc) rc = dfr_error_prefix(rc, "resuming from %s", path);
@@ -431,22 +430,13 @@ static int should_stop(const float *loss, int epochs, int window)
     return recent < STOP_FRACTION * total;
 }
 
-/* Copies the trained autoencoder into one that scores whole images (the fast recipe trains on
- * fewer positions per image than scoring takes). */
+/* The trained autoencoder as one that scores whole images (the fast recipe trains on fewer
+ * positions per image than scoring takes), without the training buffers. */
 static int clone_for_scoring(dfr_cae **out, dfr_cae *src, dfr_runtime *rt, int npos)
 {
-    float *data[DFR_CAE_NUM_TENSORS] = {0};
-    dfr_cae_tensor t;
-    int rc = DFRCL_OK;
-    for (int i = 0; i < DFR_CAE_NUM_TENSORS && !rc; i++) {
-        rc = dfr_cae_tensor_info(src, i, &t);
-        if (!rc && !(data[i] = malloc(t.numel * sizeof(float))))
-            rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
-    }
-    if (!rc) rc = dfr_cae_get_tensors(src, data);
-    if (!rc) rc = dfr_cae_new_scorer(out, rt, dfr_cae_channels(src), dfr_cae_latent(src), 1, npos);
-    if (!rc) rc = dfr_cae_set_tensors(*out, (const float *const *)data);
-    for (int i = 0; i < DFR_CAE_NUM_TENSORS; i++) free(data[i]);
+    int rc = dfr_cae_new_scorer(out, rt, dfr_cae_channels(src), dfr_cae_latent(src), 1, npos);
+    if (!rc) rc = dfr_cae_copy_weights(*out, src);
+    if (rc) dfr_cae_free(out);
     return rc;
 }
 
@@ -529,7 +519,8 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
     /* A checkpoint to continue? It fixes the latent size and the store's precision. */
     run_identity id = {0};
     train_state ts = {0};
-    ts.losses = calloc((size_t)(o.epochs > 0 ? o.epochs : 1), sizeof *ts.losses);
+    ts.n_losses = o.epochs;
+    ts.losses = calloc((size_t)ts.n_losses, sizeof *ts.losses);
     if (!ts.losses) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     int resumed = 0, latent = o.latent, precision = o.store_precision;
     if (!rc && o.checkpoint) {
@@ -558,15 +549,14 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
     dfr_fs *fs = NULL;
     dfr_fs_opts fo = {.place = (dfr_fs_place)o.store, .precision = precision,
                       .budget = budget - reserve, .dir = o.feature_dir, .batch = bmax};
-    if (budget - reserve <= 0)
-        rc = rc ? rc : dfr_error(DFRCL_ERR_HOST_MEMORY,
-                                 "the memory budget (%.0f MiB) is below the minimum for training "
-                                 "this model: about %.0f MiB for the autoencoder and buffers plus "
-                                 "%.0f MiB for the smallest feature store; give --memory %.0fM or "
-                                 "more",
-                                 budget / MIB, reserve / MIB,
-                                 dfr_fs_need(DFR_FS_DISK, 16, n, C, P, bmax) / MIB,
-                                 ceil((reserve + dfr_fs_need(DFR_FS_DISK, 16, n, C, P, bmax)) / MIB));
+    double smallest_store = dfr_fs_need(DFR_FS_DISK, 16, n, C, P, bmax);
+    if (!rc && budget - reserve <= 0)
+        rc = dfr_error(DFRCL_ERR_HOST_MEMORY,
+                       "the memory budget (%.0f MiB) is below the minimum for training this model: "
+                       "about %.0f MiB for the autoencoder and buffers plus %.0f MiB for the "
+                       "smallest feature store; give --memory %.0fM or more",
+                       budget / MIB, reserve / MIB, smallest_store / MIB,
+                       ceil((reserve + smallest_store) / MIB));
     if (!rc) {
         rc = dfr_fs_open(&fs, rt, n, C, P, &fo);
         if (rc == DFRCL_ERR_HOST_MEMORY)
@@ -632,8 +622,7 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
     int stop_window = o.patience < 1 ? 0 : o.patience;
     if (stop_window && stop_window * steps_per_epoch < STOP_MIN_STEPS)
         stop_window = (STOP_MIN_STEPS + steps_per_epoch - 1) / steps_per_epoch;
-    double t_start = now_s(), t_ck = t_start;
-    int stopped = 0;
+    double t_start = now_s(), t_ck = t_start; /* evaluations move both forward */
     while (!rc && !ts.done && ts.epoch < o.epochs) {
         epoch_order(perm, n, o.seed, ts.epoch);
         while (!rc && ts.next < n) {
@@ -653,16 +642,13 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
             /* Checkpoint every few minutes, and when asked to stop. */
             int stop = (o.stop && *o.stop) || (o.stop_at_step > 0 && ts.step == o.stop_at_step);
             if (!rc && o.checkpoint && (stop || now_s() - t_ck >= (o.checkpoint_s > 0 ? o.checkpoint_s : 300))) {
-                double saved = ts.seconds;
-                ts.seconds += now_s() - t_start;
-                rc = write_checkpoint(o.checkpoint, m->cae, &ts, &id, info->latent, dfr_fs_precision(fs));
-                ts.seconds = saved;
+                rc = write_checkpoint(o.checkpoint, m->cae, &ts, ts.seconds + now_s() - t_start,
+                                      &id, info->latent, dfr_fs_precision(fs));
                 t_ck = now_s();
                 if (!rc) dfr_log(2, "checkpoint %s: epoch %d, step %lld", o.checkpoint, ts.epoch + 1,
                                  (long long)ts.step);
             }
             if (!rc && stop) {
-                stopped = 1;
                 rc = dfr_error(DFRCL_ERR_INTERRUPTED,
                                "training interrupted after %lld steps in %.1f s (epoch %d)%s%s",
                                (long long)ts.step, ts.seconds + now_s() - t_start, ts.epoch + 1,
@@ -677,7 +663,6 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
         ts.epoch++;
         ts.next = 0;
         ts.last_loss = loss;
-        /* Early stop: `patience` epochs without a 1% better loss. */
         ts.losses[ts.epoch - 1] = (float)loss;
         ts.done = should_stop(ts.losses, ts.epoch, stop_window);
         progress(&o, "train", ts.epoch, ts.done ? ts.epoch : o.epochs, loss);
@@ -691,14 +676,12 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
         if (ts.done)
             dfr_log(1, "the loss has levelled off: stopped after epoch %d (loss %.6g)", ts.epoch, loss);
     }
-    (void)stopped;
     /* Training is done: a last checkpoint, so that an interruption from here on (the threshold
      * scores every training image) resumes without training again. */
     if (!rc && o.checkpoint) {
-        ts.seconds += now_s() - t_start;
-        t_start = now_s();
         ts.done = 1;
-        rc = write_checkpoint(o.checkpoint, m->cae, &ts, &id, info->latent, dfr_fs_precision(fs));
+        rc = write_checkpoint(o.checkpoint, m->cae, &ts, ts.seconds + now_s() - t_start, &id,
+                              info->latent, dfr_fs_precision(fs));
     }
     if (!rc) {
         info->epochs = ts.epoch;
