@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -544,6 +545,32 @@ const char *dfr_st_metadata(const dfr_safetensors *st, const char *key)
     const meta_entry *m = st->nmeta ? bsearch(&k, st->meta, (size_t)st->nmeta, sizeof k, cmp_meta)
                                     : NULL;
     return m ? m->value : NULL;
+}
+
+int dfr_st_meta_long(const dfr_safetensors *st, const char *path, const char *key, long lo,
+                     long hi, long *out)
+{
+    const char *s = dfr_st_metadata(st, key);
+    char *end = NULL;
+    if (!s) return dfr_error(DFRCL_ERR_FORMAT, "%s: metadata lacks '%s'", path, key);
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi)
+        return dfr_error(DFRCL_ERR_FORMAT, "%s: metadata '%s' = '%s' is not an integer in %ld..%ld",
+                         path, key, s, lo, hi);
+    *out = v;
+    return DFRCL_OK;
+}
+
+int dfr_st_meta_double(const dfr_safetensors *st, const char *path, const char *key, double *out)
+{
+    const char *s = dfr_st_metadata(st, key);
+    char *end = NULL;
+    if (!s) return dfr_error(DFRCL_ERR_FORMAT, "%s: metadata lacks '%s'", path, key);
+    double v = strtod(s, &end);
+    if (!*s || *end || !isfinite(v))
+        return dfr_error(DFRCL_ERR_FORMAT, "%s: metadata '%s' = '%s' is not a number", path, key, s);
+    *out = v;
+    return DFRCL_OK;
 }
 
 const char *dfr_st_path(const dfr_safetensors *st) { return st->path; }

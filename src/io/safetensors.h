@@ -77,6 +77,11 @@ const dfr_st_tensor *dfr_st_tensor_at(const dfr_safetensors *st, int i);
 const dfr_st_tensor *dfr_st_find(const dfr_safetensors *st, const char *name);
 /* A __metadata__ value, NULL if absent. Valid while st lives. */
 const char *dfr_st_metadata(const dfr_safetensors *st, const char *key);
+/* Metadata value `key` as an integer in lo..hi, or as a finite number: DFRCL_ERR_FORMAT naming
+ * `path` and the key when it is missing or malformed. */
+int dfr_st_meta_long(const dfr_safetensors *st, const char *path, const char *key, long lo,
+                     long hi, long *out);
+int dfr_st_meta_double(const dfr_safetensors *st, const char *path, const char *key, double *out);
 /* The path (or the memory buffer's name) given at open. */
 const char *dfr_st_path(const dfr_safetensors *st);
 

@@ -152,32 +152,6 @@ int dfr_model_save(dfr_model *m, const char *path)
     return rc;
 }
 
-static int meta_long(dfr_safetensors *st, const char *path, const char *key, long lo, long hi,
-                     long *out)
-{
-    const char *s = dfr_st_metadata(st, key);
-    char *end = NULL;
-    if (!s) return dfr_error(DFRCL_ERR_FORMAT, "%s: model metadata lacks '%s'", path, key);
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi)
-        return dfr_error(DFRCL_ERR_FORMAT, "%s: model metadata '%s' = '%s' is not an integer in %ld..%ld",
-                         path, key, s, lo, hi);
-    *out = v;
-    return DFRCL_OK;
-}
-
-static int meta_double(dfr_safetensors *st, const char *path, const char *key, double *out)
-{
-    const char *s = dfr_st_metadata(st, key);
-    char *end = NULL;
-    if (!s) return dfr_error(DFRCL_ERR_FORMAT, "%s: model metadata lacks '%s'", path, key);
-    double v = strtod(s, &end);
-    if (!*s || *end || !isfinite(v))
-        return dfr_error(DFRCL_ERR_FORMAT, "%s: model metadata '%s' = '%s' is not a number", path, key, s);
-    *out = v;
-    return DFRCL_OK;
-}
-
 static int read_info(dfr_safetensors *st, const char *path, dfr_model_info *in)
 {
     memset(in, 0, sizeof *in);
@@ -186,7 +160,7 @@ static int read_info(dfr_safetensors *st, const char *path, dfr_model_info *in)
         return dfr_error(DFRCL_ERR_FORMAT, "%s: not a dfrcl model (metadata format is %s%s%s)", path,
                          fmt ? "'" : "", fmt ? fmt : "missing", fmt ? "'" : "");
     long v;
-    int rc = meta_long(st, path, "format_version", 1, 1000000, &v);
+    int rc = dfr_st_meta_long(st, path, "format_version", 1, 1000000, &v);
     if (rc) return rc;
     if (v != DFR_MODEL_VERSION)
         return dfr_error(DFRCL_ERR_MISMATCH,
@@ -194,26 +168,26 @@ static int read_info(dfr_safetensors *st, const char *path, dfr_model_info *in)
                          "retrain the model or use a matching dfrcl",
                          path, v, DFRCL_VERSION, DFR_MODEL_VERSION);
     long layers = 0, size = 0, channels = 0, latent = 0;
-    if (!rc) rc = meta_long(st, path, "layers", 1, DFR_VGG19_LAYERS, &layers);
-    if (!rc) rc = meta_long(st, path, "size", 4, DFR_MODEL_MAX_SIZE, &size);
-    if (!rc) rc = meta_long(st, path, "channels", 1, 1 << 20, &channels);
-    if (!rc) rc = meta_long(st, path, "latent", 1, 1 << 20, &latent);
-    if (!rc) rc = meta_double(st, path, "threshold", &in->threshold);
-    if (!rc) rc = meta_double(st, path, "fpr", &in->fpr);
+    if (!rc) rc = dfr_st_meta_long(st, path, "layers", 1, DFR_VGG19_LAYERS, &layers);
+    if (!rc) rc = dfr_st_meta_long(st, path, "size", 4, DFR_MODEL_MAX_SIZE, &size);
+    if (!rc) rc = dfr_st_meta_long(st, path, "channels", 1, 1 << 20, &channels);
+    if (!rc) rc = dfr_st_meta_long(st, path, "latent", 1, 1 << 20, &latent);
+    if (!rc) rc = dfr_st_meta_double(st, path, "threshold", &in->threshold);
+    if (!rc) rc = dfr_st_meta_double(st, path, "fpr", &in->fpr);
     in->layers = (int)layers;
     in->size = (int)size;
     in->channels = (int)channels;
     in->latent = (int)latent;
     if (rc) return rc;
-    if (meta_long(st, path, "epochs", 0, 1 << 30, &v) == 0) in->epochs = (int)v;
-    if (meta_long(st, path, "seed", 0, 0xffffffffL, &v) == 0) in->seed = (uint32_t)v;
-    if (meta_long(st, path, "train_images", 0, 1 << 30, &v) == 0) in->train_images = (int)v;
-    if (meta_long(st, path, "batch", 0, 1 << 30, &v) == 0) in->batch = (int)v;
+    if (dfr_st_meta_long(st, path, "epochs", 0, 1 << 30, &v) == 0) in->epochs = (int)v;
+    if (dfr_st_meta_long(st, path, "seed", 0, 0xffffffffL, &v) == 0) in->seed = (uint32_t)v;
+    if (dfr_st_meta_long(st, path, "train_images", 0, 1 << 30, &v) == 0) in->train_images = (int)v;
+    if (dfr_st_meta_long(st, path, "batch", 0, 1 << 30, &v) == 0) in->batch = (int)v;
     double d = 0;
-    if (meta_double(st, path, "lr", &d) == 0) in->lr = d;
-    if (meta_double(st, path, "final_loss", &d) == 0) in->final_loss = d;
-    if (meta_long(st, path, "num_batches_tracked", 0, LONG_MAX, &v) == 0) in->steps = v;
-    if (meta_long(st, path, "positions", 0, 1 << 30, &v) == 0) in->positions = (int)v;
+    if (dfr_st_meta_double(st, path, "lr", &d) == 0) in->lr = d;
+    if (dfr_st_meta_double(st, path, "final_loss", &d) == 0) in->final_loss = d;
+    if (dfr_st_meta_long(st, path, "num_batches_tracked", 0, LONG_MAX, &v) == 0) in->steps = v;
+    if (dfr_st_meta_long(st, path, "positions", 0, 1 << 30, &v) == 0) in->positions = (int)v;
     const char *recipe = dfr_st_metadata(st, "recipe");
     in->recipe = recipe && !strcmp(recipe, "fast") ? DFR_RECIPE_FAST : DFR_RECIPE_PUBLISHED;
     dfr_error_clear(); /* the training record is informative: a missing field stays 0 */

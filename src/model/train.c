@@ -1,5 +1,6 @@
 /* DFR training (dfr.h): the features of the normal images into a feature store, the latent size
  * by PCA, the autoencoder's epochs under a recipe, checkpoints, and the threshold. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,28 +267,6 @@ static int write_checkpoint(const char *path, dfr_cae *cae, const train_state *s
     return rc;
 }
 
-static int ck_long(dfr_safetensors *st, const char *path, const char *key, long long *out)
-{
-    const char *s = dfr_st_metadata(st, key);
-    char *end = NULL;
-    long long v = s ? strtoll(s, &end, 10) : 0;
-    if (!s || !*s || *end || v < 0)
-        return dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint metadata '%s' is missing or bad", path, key);
-    *out = v;
-    return DFRCL_OK;
-}
-
-static int ck_double(dfr_safetensors *st, const char *path, const char *key, double *out)
-{
-    const char *s = dfr_st_metadata(st, key);
-    char *end = NULL;
-    double v = s ? strtod(s, &end) : 0;
-    if (!s || !*s || *end || isnan(v))
-        return dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint metadata '%s' is missing or bad", path, key);
-    *out = v;
-    return DFRCL_OK;
-}
-
 /* Reads the identity and loop state of a checkpoint, and checks that it continues this run. */
 static int peek_checkpoint(const char *path, const run_identity *id, int *latent, int *precision,
                            train_state *ts, int n_images)
@@ -296,12 +275,12 @@ static int peek_checkpoint(const char *path, const run_identity *id, int *latent
     int rc = dfr_st_open(&st, path);
     if (rc) return rc;
     const char *fmt = dfr_st_metadata(st, "format");
-    long long v = 0;
+    long v = 0;
     if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) != 0)
         rc = dfr_error(DFRCL_ERR_FORMAT, "%s: not a dfrcl training checkpoint", path);
-    if (!rc) rc = ck_long(st, path, "format_version", &v);
+    if (!rc) rc = dfr_st_meta_long(st, path, "format_version", 0, LONG_MAX, &v);
     if (!rc && v != CHECKPOINT_VERSION)
-        rc = dfr_error(DFRCL_ERR_MISMATCH, "%s: checkpoint version %lld, this dfrcl reads %d", path,
+        rc = dfr_error(DFRCL_ERR_MISMATCH, "%s: checkpoint version %ld, this dfrcl reads %d", path,
                        v, CHECKPOINT_VERSION);
     const char *data = dfr_st_metadata(st, "data_sha256");
     const char *bb = dfr_st_metadata(st, "backbone_sha256");
@@ -318,22 +297,22 @@ static int peek_checkpoint(const char *path, const run_identity *id, int *latent
                        "%s: the checkpoint was made with other training images (their contents "
                        "differ); start afresh without --resume",
                        path);
-    long long lat = 0, prec = 0, ep = 0, next = 0, step = 0, done = 0;
-    if (!rc) rc = ck_long(st, path, "latent", &lat);
-    if (!rc) rc = ck_long(st, path, "store_precision", &prec);
+    long lat = 0, prec = 0, ep = 0, next = 0, step = 0, done = 0;
+    if (!rc) rc = dfr_st_meta_long(st, path, "latent", 0, LONG_MAX, &lat);
+    if (!rc) rc = dfr_st_meta_long(st, path, "store_precision", 0, LONG_MAX, &prec);
     if (!rc && prec != 16 && prec != 32)
-        rc = dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint store precision %lld", path, prec);
+        rc = dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint store precision %ld", path, prec);
     if (!rc && strcmp(opts, id->options) != 0)
         rc = dfr_error(DFRCL_ERR_MISMATCH,
                        "%s: the checkpoint was made with other training options (%s; now %s); "
                        "give the same options, or start afresh without --resume",
                        path, opts, id->options);
-    if (!rc) rc = ck_long(st, path, "epoch", &ep);
-    if (!rc) rc = ck_long(st, path, "next", &next);
-    if (!rc) rc = ck_long(st, path, "step", &step);
-    if (!rc) rc = ck_long(st, path, "done", &done);
-    if (!rc) rc = ck_double(st, path, "last_loss", &ts->last_loss);
-    if (!rc) rc = ck_double(st, path, "seconds", &ts->seconds);
+    if (!rc) rc = dfr_st_meta_long(st, path, "epoch", 0, LONG_MAX, &ep);
+    if (!rc) rc = dfr_st_meta_long(st, path, "next", 0, LONG_MAX, &next);
+    if (!rc) rc = dfr_st_meta_long(st, path, "step", 0, LONG_MAX, &step);
+    if (!rc) rc = dfr_st_meta_long(st, path, "done", 0, LONG_MAX, &done);
+    if (!rc) rc = dfr_st_meta_double(st, path, "last_loss", &ts->last_loss);
+    if (!rc) rc = dfr_st_meta_double(st, path, "seconds", &ts->seconds);
     if (!rc && (next > n_images || lat < 1))
         rc = dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint state out of range", path);
     dfr_st_close(&st);
@@ -353,7 +332,7 @@ static int load_checkpoint(const char *path, dfr_cae *cae, train_state *ts)
     float *buf = malloc((3 * np + nr) * sizeof(float));
     float loss[3];
     dfr_safetensors *st = NULL;
-    long long steps = 0;
+    long steps = 0;
     if (!buf) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory for the checkpoint");
     int rc = dfr_st_open(&st, path);
     int64_t snp[1] = {(int64_t)np}, snr[1] = {(int64_t)nr}, s3[1] = {3};
@@ -364,7 +343,7 @@ static int load_checkpoint(const char *path, dfr_cae *cae, train_state *ts)
     if (!rc) rc = dfr_st_read_f32(st, "loss_acc", 1, s3, loss, 3);
     int64_t se[1] = {ts->n_losses};
     if (!rc) rc = dfr_st_read_f32(st, "epoch_losses", 1, se, ts->losses, (size_t)ts->n_losses);
-    if (!rc) rc = ck_long(st, path, "adam_steps", &steps);
+    if (!rc) rc = dfr_st_meta_long(st, path, "adam_steps", 0, LONG_MAX, &steps);
     if (!rc) rc = dfr_cae_set_state(cae, buf, buf + np, buf + 2 * np, buf + 3 * np, steps, loss);
     if (rc) rc = dfr_error_prefix(rc, "resuming from %s", path);
     dfr_st_close(&st);
