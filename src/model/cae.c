@@ -313,6 +313,20 @@ static int cae_create(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, 
     return DFRCL_OK;
 }
 
+double dfr_cae_device_bytes(int channels, int latent, double columns, int train)
+{
+    dfr_cae m = {0};
+    int h = (channels + 2 * latent) / 2;
+    int dims[NCONV + 1] = {channels, h, 2 * latent, latent, 2 * latent, h, channels};
+    memcpy(m.ch, dims, sizeof dims);
+    layout(&m); /* the parameter and running-statistics counts, as cae_create lays them out */
+    double floats = (double)m.nparams * (train ? 4 : 2) + (double)m.nrunning;
+    for (int l = 0; l + 1 < NCONV; l++) /* activations per position, as cae_create allocates */
+        floats += columns * m.ch[l + 1] * (train && bn_of_conv[l] >= 0 ? 2 : 1);
+    if (train) floats += columns * channels; /* the output */
+    return floats * sizeof(float);
+}
+
 int dfr_cae_new(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int max_batch,
                 int npos, uint32_t seed)
 {

@@ -43,6 +43,9 @@ int dfr_cae_new(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int ma
  * training activations, about a third of the memory. Weights start as for seed 0. */
 int dfr_cae_new_scorer(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int max_batch,
                        int npos);
+/* Device bytes a CAE of these sizes allocates for `columns` = max_batch * npos positions: a
+ * training one (train != 0; its folded weights come only with a first inference) or a scorer. */
+double dfr_cae_device_bytes(int channels, int latent, double columns, int train);
 /* Releases everything and sets *cae to NULL; NULL or *cae == NULL is fine. */
 void dfr_cae_free(dfr_cae **cae);
 

@@ -54,23 +54,18 @@ double dfr_train_auto_budget(const dfr_runtime *rt)
     return b;
 }
 
-/* Bytes of the autoencoder's training buffers for `cols` positions per step (cae.c: parameters,
- * gradients and two Adam moments; per position the activations and the output, plus the input
- * batch; the GEMM's packing scratch, at most 128 MB), and of scoring one image for the
- * threshold. */
+/* Bytes of training the autoencoder on `cols` positions per step (the CAE itself, the input
+ * batch, the GEMM's packing scratch: at most 128 MB), and of scoring one image for the threshold
+ * (a scorer, the image's features and reconstruction, its score maps). */
 #define GEMM_SCRATCH_BYTES (128.0 * 1024 * 1024)
 static double cae_train_bytes(int C, int d, double cols)
 {
-    double h = (C + 2.0 * d) / 2;
-    double params = 2 * C * h + 4 * h * d + 4.0 * d * d + 2 * C + 4 * h + 6.0 * d;
-    return 4 * (4 * params + cols * (4 * h + 9.0 * d + 2.0 * C)) + GEMM_SCRATCH_BYTES;
+    return dfr_cae_device_bytes(C, d, cols, 1) + 4.0 * cols * C + GEMM_SCRATCH_BYTES;
 }
 
 static double score_bytes(int C, int d, int P, int S)
 {
-    double h = (C + 2.0 * d) / 2;
-    double params = 2 * C * h + 4 * h * d + 4.0 * d * d + 2 * C + 4 * h + 6.0 * d;
-    return 4 * (2 * params + (double)P * (2 * h + 5.0 * d) + 2.0 * C * P + P + (double)S * S) +
+    return dfr_cae_device_bytes(C, d, P, 0) + 4.0 * (2.0 * C * P + P + (double)S * S) +
            GEMM_SCRATCH_BYTES;
 }
 
