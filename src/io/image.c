@@ -159,6 +159,7 @@ static int png_decode_rows(spng_ctx *ctx, const png_conv *c, uint32_t w, uint8_t
     do {
         struct spng_row_info ri;
         e = spng_get_row_info(ctx, &ri);
+        if (e == SPNG_EOI) return 0; /* interlaced: the last row came before empty passes */
         if (e) return e;
         uint8_t *dst = px + (size_t)ri.row_num * out_row;
         /* Without a conversion, libspng writes (a pass's pixels of) the row in place. */
