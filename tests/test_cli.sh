@@ -129,7 +129,7 @@ expect 0 "fabric .*\(done\)" "$dfrcl" run --data "$tmp/root" --categories fabric
 pid=$!
 for i in $(seq 100); do grep -q "recipe published" "$tmp/rlog" && break; sleep 0.1; done
 sleep 0.3; kill -TERM $pid; wait $pid; rc=$?
-n=$((n+1)); if [ $rc -eq 130 ] && [ -f "$tmp/camp2/fabric/train.checkpoint" ]; then echo "ok: interrupted campaign"; else echo "FAIL: interrupted campaign (exit $rc)"; tail -3 "$tmp/rlog"; fails=$((fails+1)); fi
+n=$((n+1)); if [ $rc -eq 143 ] && [ -f "$tmp/camp2/fabric/train.checkpoint" ]; then echo "ok: interrupted campaign"; else echo "FAIL: interrupted campaign (exit $rc)"; tail -3 "$tmp/rlog"; fails=$((fails+1)); fi
 expect 0 "resuming from .*fabric/train.checkpoint" "$dfrcl" run --data "$tmp/root" --categories fabric --out "$tmp/camp2" $tr --recipe published --epochs 600 -v
 n=$((n+1)); if [ ! -f "$tmp/camp2/fabric/train.checkpoint" ] && [ -f "$tmp/camp2/fabric/model.safetensors" ]; then echo "ok: campaign resumed"; else echo "FAIL: campaign resumed"; fails=$((fails+1)); fi
 n=$((n+1)); if grep -q "^fabric," "$tmp/camp/summary.csv" && grep -q '"mean"' "$tmp/camp/summary.json"; then echo "ok: run summary files"; else echo "FAIL: run summary files"; fails=$((fails+1)); fi
@@ -156,6 +156,75 @@ if [ -f "$shared/weights/vgg19-imagenet-conv1_1-conv3_4.safetensors" ]; then
 else
   echo "note: $shared absent, skipping the checks that need the shared weights"
 fi
+
+# --- outputs, campaigns, interruption (issue 9) ---
+# check NAME CONDITION...: one more test, passing when the condition (a command) holds.
+check() { name="$1"; shift; n=$((n+1)); if "$@"; then echo "ok: $name"; else echo "FAIL: $name"; fails=$((fails+1)); fi; }
+no_temps() { [ -z "$(find "$tmp" -name '*.tmp.*' -o -name '.dfrcl-probe.*' | head -1)" ]; }
+i9="$tmp/i9"; mkdir -p "$i9/sub" "$i9/w/a"
+cp "$img" "$i9/img.png"; cp "$img" "$i9/w/a/x.png"; cp "$img" "$i9/w/a/x.jpg"
+case "$dfrcl" in /*) dfrcl_abs="$dfrcl" ;; *) dfrcl_abs="$PWD/$dfrcl" ;; esac
+inf="$dfrcl_abs infer --model $tmp/m.safetensors --random-backbone 0"
+# infer --out: '../img.png' stays inside --out (as _/img), and two inputs sharing folder name and
+# stem get distinct outputs, with a note.
+expect 0 "x\.jpg would share its outputs .*a/x-2" sh -c "cd '$i9/sub' && $inf --out out ../img.png ../w/a/x.png ../w/a/x.jpg"
+check "infer --out stays inside its folder" test -f "$i9/sub/out/_/img.npy" -a ! -e "$i9/sub/img.npy"
+check "infer --out names never collide" test -f "$i9/sub/out/a/x.npy" -a -f "$i9/sub/out/a/x-2.npy" -a -f "$i9/sub/out/a/x-2_mask.png"
+# infer --json with a file name that is not UTF-8: still valid JSON, with the exact bytes in hex.
+cp "$img" "$i9/bad$(printf '\377').png"
+$inf --json "$i9/bad$(printf '\377').png" > "$i9/inf.json" 2>/dev/null
+check "infer --json with a non-UTF-8 name is valid JSON" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["images"][0]["path_hex"].endswith("626164ff2e706e67")' "$i9/inf.json"
+# infer skips unreadable images (documented) and lists them by name at the end.
+expect 0 "cannot be read is skipped" $inf --help
+expect 1 "skipped 1 unreadable image\(s\): .*truncated\.png" $inf "$img" "$tmp/truncated.png"
+# eval: one rule (stop) for unreadable images, documented; a --masks folder that is missing is an
+# error; destinations are checked before any scoring.
+ev="$dfrcl eval --model $dm --random-backbone 0 --data $tmp/demo/data"
+expect 0 "unreadable test image or mask stops" $ev --help
+expect 1 "no-such-masks: no such folder \(--masks\)" $ev --masks "$tmp/no-such-masks"
+expect 1 "--json: .*no-such-dir does not exist" $ev --json "$tmp/no-such-dir/e.json"
+check "eval --json: refused before scoring" sh -c "! grep -q 'eval [0-9]' '$tmp/out'"
+: > "$i9/afile"
+expect 1 "--out: .*afile: exists and is not a folder" $ev --out "$i9/afile" --force
+# train -o: a folder, an empty name, a disk without room: refused before training.
+expect 1 "cannot write the model: .*is a folder" "$dfrcl" train --data "$ds" $tr --epochs 1 -o "$i9"
+check "train -o FOLDER: refused before training" sh -c "! grep -q 'training on' '$tmp/out'"
+expect 1 "cannot write the model: the output file name is empty" "$dfrcl" train --data "$ds" $tr --epochs 1 -o ""
+expect 1 "cannot write the model: .*no room for" sh -c "ulimit -f 64; DFRCL_CACHE_DIR= exec $dfrcl train --data $ds $tr --epochs 1 -o $i9/full.safetensors"
+check "train on a full disk: refused before training, nothing left" sh -c "! grep -q 'training on' '$tmp/out' && ! ls '$i9'/full.safetensors* >/dev/null 2>&1"
+# Dataset listings say which entries they skip: dangling and looping symbolic links.
+cp -r "$tmp/demo/data" "$i9/links"
+ln -s no-such-target.png "$i9/links/test/good/dangling.png"; ln -s loop.png "$i9/links/test/good/loop.png"
+expect 0 "dangling\.png: skipped: dangling symbolic link" $dfrcl eval --model $dm --random-backbone 0 --data "$i9/links"
+check "a looping link is reported" grep -q "loop.png: skipped: symbolic link loop" "$tmp/out"
+# run keeps each category's settings: other settings are refused (naming them), --force redoes.
+expect 0 "fabric: training" "$dfrcl" run --data "$tmp/root" --categories fabric --out "$i9/camp" $tr --epochs 1
+expect 1 "other settings: .*epochs 1 -> 2" "$dfrcl" run --data "$tmp/root" --categories fabric --out "$i9/camp" $tr --epochs 2
+expect 0 "epochs 1 -> 2\): redoing it" "$dfrcl" run --data "$tmp/root" --categories fabric --out "$i9/camp" $tr --epochs 2 --force
+expect 0 "fabric: done before" "$dfrcl" run --data "$tmp/root" --categories fabric --out "$i9/camp" $tr --epochs 2
+# One run per --out: a second is refused at once, naming the lock and the holder's pid.
+"$dfrcl" run --data "$tmp/root" --categories fabric --out "$i9/camp2" $tr --recipe published --epochs 600 > "$i9/runlog" 2>&1 &
+pid=$!
+for i in $(seq 300); do grep -q "fabric: training" "$i9/runlog" && break; sleep 0.1; done
+expect 1 "in use by another 'dfrcl run' \(pid $pid, lock .*dfrcl-run\.lock\)" "$dfrcl" run --data "$tmp/root" --categories fabric --out "$i9/camp2" $tr --epochs 1
+kill -INT $pid; wait $pid; rc=$?
+check "an interrupted run exits 130 and says so" sh -c "[ $rc -eq 130 ] && grep -q 'run stopped by SIGINT' '$i9/runlog'"
+# eval and infer stop at a safe point on a signal: exit 128+signal, no temp file, no partial --out.
+mkdir -p "$i9/many/test/good"
+for i in $(seq 60); do ln -s "$tmp/demo/data/test/good/000.png" "$i9/many/test/good/$i.png"; done
+$dfrcl eval --model $dm --random-backbone 0 --data "$i9/many" --out "$i9/eo" > "$i9/evlog" 2>&1 &
+pid=$!
+for i in $(seq 600); do [ -d "$i9/eo/maps/good" ] && break; sleep 0.05; done
+kill -INT $pid; wait $pid; rc=$?
+check "interrupted eval: exit 130, message, no partial --out, no temp file" sh -c "[ $rc -eq 130 ] && grep -q 'eval stopped by SIGINT' '$i9/evlog' && [ ! -e '$i9/eo' ]" 
+check "no temp files after the interrupted eval" no_temps
+expect 0 "report: .*eo/report.html" $dfrcl eval --model $dm --random-backbone 0 --data "$i9/many" --out "$i9/eo" -q
+$inf --out "$i9/io" "$i9"/many/test/good/*.png > "$i9/inflog" 2>&1 &
+pid=$!
+for i in $(seq 600); do grep -q "normal\|ANOMALOUS" "$i9/inflog" && break; sleep 0.05; done
+kill -TERM $pid; wait $pid; rc=$?
+check "interrupted infer: exit 143, message, its outputs removed" sh -c "[ $rc -eq 143 ] && grep -q 'infer stopped by SIGTERM' '$i9/inflog' && [ ! -e '$i9/io' ]"
+check "no temp files after the interrupted infer" no_temps
 
 echo "test_cli: $((n - fails)) passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -24,6 +24,11 @@ int cli_eval_model(dfr_model *m, const char *data, const char *test_dir, const c
 /* Installs SIGINT and SIGTERM handlers that set the returned flag (training then writes its
  * checkpoint and stops); a second signal ends the process at once. */
 volatile int *cli_stop_on_signals(void);
+/* The same flag, without installing anything (0 until a handler sees a signal). */
+volatile int *cli_stop_flag(void);
+/* After a stop: the exit code, 128 + the signal (130 for SIGINT, 143 for SIGTERM), and its name. */
+int cli_stop_exit_code(void);
+const char *cli_stop_signal_name(void);
 
 /* Prints "dfrcl: error: <dfrcl_last_error()>" (or the given context) and returns exit code 1. */
 int cli_fail(const char *context);

@@ -8,6 +8,7 @@
 
 #include "cli/backbone_opts.h"
 #include "cli/cli.h"
+#include "cli/outputs.h"
 #include "cli/progress.h"
 #include "eval/evaluate.h"
 #include "eval/published.h"
@@ -24,14 +25,20 @@ static void help(void)
            "  -m, --model FILE          model from 'dfrcl train' (required)\n"
            "      --data DIR            dataset folder\n"
            "      --test DIR            test images folder instead of DIR/test\n"
-           "      --masks DIR           ground-truth folder instead of DIR/ground_truth\n"
+           "      --masks DIR           ground-truth folder instead of DIR/ground_truth (it\n"
+           "                            must exist)\n"
            "      --out DIR             write maps/<defect>/<stem>.npy, overlays/ and report.html\n"
            "      --force               allow --out to be an existing folder (files are replaced)\n"
            "      --json FILE           write every metric and the settings as JSON\n"
            "  -w, --weights FILE / --random-backbone SEED\n"
            "                            the backbone the model was trained with\n"
            "  -d, --device D, -v, -q    as for the other commands\n"
-           "  -h, --help\n");
+           "  -h, --help\n\n"
+           "An unreadable test image or mask stops the evaluation with an error naming it:\n"
+           "metrics over part of a test set would look valid but mean something else.\n"
+           "The destinations (--out, --json) are checked before the model is run. Ctrl-C or\n"
+           "SIGTERM stops before the next image, removes the --out folder this run created,\n"
+           "and exits 130 (SIGINT) or 143 (SIGTERM).\n");
 }
 
 static void on_progress(void *user, int done, int total)
@@ -79,8 +86,8 @@ int cli_eval_model(dfr_model *m, const char *data, const char *test_dir, const c
     int rc = dfr_test_set_load(data, test_dir, masks_dir, &ts);
     if (rc) return rc;
     cJSON *settings = cJSON_CreateObject();
-    cJSON_AddStringToObject(settings, "model", model_path);
-    cJSON_AddStringToObject(settings, "data", data ? data : "");
+    cli_json_add_name(settings, "model", model_path);
+    cli_json_add_name(settings, "data", data ? data : "");
     cJSON_AddNumberToObject(settings, "size", m->info.size);
     cJSON_AddNumberToObject(settings, "layers", m->info.layers);
     cJSON_AddNumberToObject(settings, "channels", m->info.channels);
@@ -101,7 +108,7 @@ int cli_eval_model(dfr_model *m, const char *data, const char *test_dir, const c
     prog.images_per_unit = 1;
     dfr_eval_opts eo = {.out_dir = out_dir, .title = title, .subtitle = subtitle,
                         .settings_json = settings_str, .quiet = quiet,
-                        .progress = on_progress, .user = &prog};
+                        .progress = on_progress, .user = &prog, .stop = cli_stop_flag()};
     rc = dfr_evaluate(m, &ts, &eo, mt);
     cli_progress_end(&prog);
     if (!rc && json_path) {
@@ -169,13 +176,26 @@ int cmd_eval(int argc, char **argv)
         return 2;
     }
     struct stat st;
+    if (masks_dir && (stat(masks_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        fprintf(stderr, "dfrcl: error: %s: no such folder (--masks); give the folder holding "
+                        "<defect>/<stem>_mask.png\n", masks_dir);
+        return 1;
+    }
     if (out_dir && stat(out_dir, &st) == 0 && !force) {
         fprintf(stderr, "dfrcl: error: %s already exists; choose another --out or add --force to "
                         "replace its files\n", out_dir);
         return 1;
     }
+    /* Fail now, not after scoring every image, if the outputs cannot be written. */
+    if (json_path && cli_probe_file(json_path, 0)) return cli_fail("--json");
+    int created = 0;
+    if (out_dir && cli_prepare_dir(out_dir, &created)) return cli_fail("--out");
+    cli_stop_on_signals();
     dfr_model_info info;
-    if (dfr_model_peek(model_path, &info) != DFRCL_OK) return cli_fail(NULL);
+    if (dfr_model_peek(model_path, &info) != DFRCL_OK) {
+        if (created) cli_remove_tree(out_dir);
+        return cli_fail(NULL);
+    }
     bo.layers = info.layers;
     bo.size = info.size;
     dfr_runtime *rt = NULL;
@@ -184,7 +204,6 @@ int cmd_eval(int argc, char **argv)
     dfr_metrics mt;
     int rc = cli_backbone_open(&bo, 0, &rt, &vgg);
     if (!rc) rc = dfr_model_load(&m, rt, vgg, model_path);
-    if (!rc && out_dir) rc = dfr_mkdir_p(out_dir);
     char title[1024];
     snprintf(title, sizeof title, "dfrcl eval: %s", data ? data : test_dir);
     if (!rc) rc = cli_eval_model(m, data, test_dir, masks_dir, out_dir, json_path, title,
@@ -200,6 +219,13 @@ int cmd_eval(int argc, char **argv)
         if (json_path) printf("metrics: %s\n", json_path);
     }
     int ret = rc ? cli_fail(NULL) : 0;
+    /* A failed or interrupted run leaves no partial --out to block the next one. */
+    if (rc && created) cli_remove_tree(out_dir);
+    if (rc == DFRCL_ERR_INTERRUPTED) {
+        fprintf(stderr, "dfrcl: eval stopped by %s%s%s\n", cli_stop_signal_name(),
+                created ? "; removed the partial " : "", created ? out_dir : "");
+        ret = cli_stop_exit_code();
+    }
     dfr_model_free(&m);
     dfr_vgg19_free(&vgg);
     dfr_runtime_close(&rt);

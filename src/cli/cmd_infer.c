@@ -1,12 +1,15 @@
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/backbone_opts.h"
 #include "cli/cli.h"
+#include "cli/outputs.h"
 #include "cli/progress.h"
 #include "io/heatmap.h"
 #include "io/image.h"
@@ -27,52 +30,118 @@ static void help(void)
            "                            <stem>.npy (raw S x S float32 score map),\n"
            "                            <stem>_overlay.png (heatmap over the image, defect\n"
            "                            outlines in cyan), <stem>_mask.png (pixels above the\n"
-           "                            threshold)\n"
-           "      --json                print JSON instead of a table\n"
+           "                            threshold). A folder name '.', '..' or '/' becomes '_'\n"
+           "                            (outputs never leave DIR); an image whose folder name\n"
+           "                            and stem repeat an earlier one's gets <stem>-2 (-3,\n"
+           "                            ...), with a note on stderr\n"
+           "      --json                print JSON instead of a table (names that are not\n"
+           "                            valid UTF-8 get U+FFFD, and their bytes in hex beside)\n"
            "  -w, --weights FILE / --random-backbone SEED\n"
            "                            the backbone the model was trained with\n"
            "  -d, --device D, -v, -q    as for the other commands\n"
-           "  -h, --help\n");
+           "  -h, --help\n\n"
+           "An image that cannot be read is skipped with an error naming it; the others are\n"
+           "scored, the skipped ones are listed at the end, and the exit code is 1.\n"
+           "Ctrl-C or SIGTERM stops before the next image, removes the files this run wrote\n"
+           "under --out, and exits 130 (SIGINT) or 143 (SIGTERM).\n");
 }
 
-/* DIR/<parent folder of img>/<stem><suffix> (the parent keeps test/<defect>/000.png apart). */
-static int out_path(char *buf, size_t n, const char *dir, const char *img, const char *suffix,
-                    int make_dir)
+/* A path component that stays inside the output folder. */
+static const char *safe_component(const char *c)
 {
-    char a[4096], b[4096];
-    snprintf(a, sizeof a, "%s", img);
-    snprintf(b, sizeof b, "%s", img);
-    const char *parent = basename(dirname(a));
-    char *stem = basename(b), *dot = strrchr(stem, '.');
-    if (dot && dot != stem) *dot = 0;
-    if (!strcmp(parent, ".") || !strcmp(parent, "/")) parent = "_";
-    char sub[4200];
-    snprintf(sub, sizeof sub, "%s/%s", dir, parent);
-    if (make_dir) {
-        int rc = dfr_mkdir_p(sub);
-        if (rc) return rc;
+    return !*c || !strcmp(c, ".") || !strcmp(c, "..") || strchr(c, '/') ? "_" : c;
+}
+
+/* A set of output names (open addressing), each with the next suffix to try when it repeats. */
+typedef struct name_set {
+    char **keys;
+    int *next;
+    size_t cap;
+} name_set;
+
+static size_t name_slot(const name_set *t, const char *k)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)k; *p; p++) h = (h ^ *p) * 1099511628211ull;
+    size_t i = (size_t)h & (t->cap - 1);
+    while (t->keys[i] && strcmp(t->keys[i], k) != 0) i = (i + 1) & (t->cap - 1);
+    return i;
+}
+
+/* Each image's output name under --out: "<parent folder>/<stem>" (the parent keeps
+ * test/<defect>/000.png apart), made unique with -2, -3, ... where two images would share one. */
+static int plan_names(char *const *imgs, int n, char ***out)
+{
+    name_set t = {0};
+    for (t.cap = 16; t.cap < 4 * (size_t)n; t.cap *= 2) {}
+    t.keys = calloc(t.cap, sizeof *t.keys);
+    t.next = calloc(t.cap, sizeof *t.next);
+    char **names = calloc((size_t)n, sizeof *names);
+    *out = names;
+    int rc = t.keys && t.next && names ? DFRCL_OK : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    for (int i = 0; i < n && !rc; i++) { /* n names and at most n renames: under half full */
+        char a[4096], b[4096], key[8300];
+        snprintf(a, sizeof a, "%s", imgs[i]);
+        snprintf(b, sizeof b, "%s", imgs[i]);
+        const char *parent = safe_component(basename(dirname(a)));
+        char *stem = basename(b), *dot = strrchr(stem, '.');
+        if (dot && dot != stem) *dot = 0;
+        stem = (char *)safe_component(stem);
+        snprintf(key, sizeof key, "%s/%s", parent, stem);
+        size_t slot = name_slot(&t, key), first = slot;
+        while (t.keys[slot]) { /* taken: the next free <stem>-<k> */
+            snprintf(key, sizeof key, "%s/%s-%d", parent, stem, t.next[first]++);
+            slot = name_slot(&t, key);
+        }
+        if (slot != first)
+            dfr_log(1, "note: %s would share its outputs under --out with an earlier image: they "
+                       "are named %s", imgs[i], key);
+        t.keys[slot] = names[i] = strdup(key);
+        t.next[slot] = 2;
+        if (!names[i]) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     }
-    if ((size_t)snprintf(buf, n, "%s/%s%s", sub, stem, suffix) >= n)
-        return dfr_error(DFRCL_ERR_INVALID_ARG, "output path too long for %s", img);
-    return DFRCL_OK;
+    free(t.keys); /* the strings belong to names */
+    free(t.next);
+    return rc;
 }
 
-static int write_outputs(const char *dir, const char *path, const dfrcl_image *img,
-                         const float *map, int S, double threshold, cJSON *item)
+/* DIR/<name><suffix>, recording what it creates. */
+static int out_path(char *buf, size_t n, const char *dir, const char *name, const char *suffix,
+                    cli_written *w)
 {
-    char p[4400];
-    int rc = out_path(p, sizeof p, dir, path, ".npy", 1);
+    if ((size_t)snprintf(buf, n, "%s/%s", dir, name) >= n)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "output path too long for %s", name);
+    char *slash = strrchr(buf, '/');
+    *slash = 0;
+    struct stat st;
+    int rc = DFRCL_OK;
+    if (stat(buf, &st) != 0) {
+        rc = dfr_mkdir_p(buf);
+        if (!rc) rc = cli_written_add(w, buf, 1);
+    }
+    *slash = '/';
+    if (!rc && (size_t)snprintf(buf, n, "%s/%s%s", dir, name, suffix) >= n)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "output path too long for %s", name);
+    if (!rc) rc = cli_written_add(w, buf, 0);
+    return rc;
+}
+
+static int write_outputs(const char *dir, const char *name, const dfrcl_image *img,
+                         const float *map, int S, double threshold, cJSON *item, cli_written *w)
+{
+    char p[8400];
+    int rc = out_path(p, sizeof p, dir, name, ".npy", w);
     int64_t shape[2] = {S, S};
     if (!rc) rc = dfr_npy_write_f32(p, 2, shape, map);
-    if (!rc && item) cJSON_AddStringToObject(item, "score_map", p);
+    if (!rc && item) cli_json_add_name(item, "score_map", p);
     dfrcl_image overlay = {0}, mask = {0};
     if (!rc) rc = dfr_anomaly_overlay(img, map, S, S, (float)threshold, &overlay, &mask);
-    if (!rc) rc = out_path(p, sizeof p, dir, path, "_overlay.png", 0);
+    if (!rc) rc = out_path(p, sizeof p, dir, name, "_overlay.png", w);
     if (!rc) rc = dfr_png_write(p, overlay.width, overlay.height, overlay.channels, overlay.pixels);
-    if (!rc && item) cJSON_AddStringToObject(item, "overlay", p);
-    if (!rc) rc = out_path(p, sizeof p, dir, path, "_mask.png", 0);
+    if (!rc && item) cli_json_add_name(item, "overlay", p);
+    if (!rc) rc = out_path(p, sizeof p, dir, name, "_mask.png", w);
     if (!rc) rc = dfr_png_write(p, mask.width, mask.height, 1, mask.pixels);
-    if (!rc && item) cJSON_AddStringToObject(item, "mask", p);
+    if (!rc && item) cli_json_add_name(item, "mask", p);
     dfrcl_image_free(&overlay);
     dfrcl_image_free(&mask);
     return rc;
@@ -115,16 +184,24 @@ int cmd_infer(int argc, char **argv)
     }
     bo.layers = info.layers;
     bo.size = info.size;
+    int n = argc - optind, anomalous = 0, failed = 0, created = 0, done = 0;
+    char **names = NULL;
+    cli_written written = {0};
+    if (out_dir && (plan_names(argv + optind, n, &names) || cli_prepare_dir(out_dir, &created))) {
+        for (int i = 0; names && i < n; i++) free(names[i]);
+        free(names);
+        return cli_fail("--out");
+    }
+    volatile int *stop = cli_stop_on_signals();
 
     dfr_runtime *rt = NULL;
     dfr_vgg19 *vgg = NULL;
     dfr_model *m = NULL;
     float *map = malloc((size_t)info.size * info.size * sizeof(float));
+    int *skipped_idx = malloc((size_t)n * sizeof *skipped_idx);
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "images");
-    int rc = map ? cli_backbone_open(&bo, 0, &rt, &vgg) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    int rc = map && skipped_idx ? cli_backbone_open(&bo, 0, &rt, &vgg) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     if (!rc) rc = dfr_model_load(&m, rt, vgg, model_path);
-    if (!rc && out_dir) rc = dfr_mkdir_p(out_dir);
-    int n = argc - optind, anomalous = 0, failed = 0;
     cli_progress prog;
     cli_progress_start(&prog, "infer", n, "img", bo.verbosity == 0 || !out_dir);
     prog.images_per_unit = 1;
@@ -132,25 +209,34 @@ int cmd_infer(int argc, char **argv)
     /* Images are decoded on a worker thread, ahead of the device's work. */
     dfr_prefetch *pf = NULL;
     if (!rc) rc = dfr_prefetch_open(&pf, (const char *const *)argv + optind, n, info.size, 2);
+    cJSON *skipped = cJSON_AddArrayToObject(root, "skipped");
     for (int i = 0; i < n && !rc; i++) {
         const char *path = argv[optind + i];
+        if (*stop) {
+            rc = dfr_error(DFRCL_ERR_INTERRUPTED, "interrupted after %d of %d images", i, n);
+            break;
+        }
         dfrcl_image img = {0};
         float score = 0;
         cJSON *item = cJSON_CreateObject();
-        cJSON_AddStringToObject(item, "path", path);
+        cli_json_add_name(item, "path", path);
         /* An unreadable image is reported and skipped; any other failure stops the run. */
         int r = dfr_prefetch_next(pf, &img, NULL, NULL);
         if (r == DFRCL_ERR_FORMAT || r == DFRCL_ERR_IO) {
-            fprintf(stderr, "dfrcl: error: %s\n", dfrcl_last_error());
-            cJSON_AddStringToObject(item, "error", dfrcl_last_error());
-            failed++;
+            fprintf(stderr, "dfrcl: error: %s (skipped)\n", dfrcl_last_error());
+            cli_json_add_name(item, "error", dfrcl_last_error());
+            char *u = cli_utf8(path, NULL);
+            if (u) cJSON_AddItemToArray(skipped, cJSON_CreateString(u));
+            free(u);
+            skipped_idx[failed++] = i;
         } else {
             rc = r;
             if (!rc) rc = dfr_model_score(m, img.pixels, img.channels, map, &score);
             int bad = score > info.threshold;
             size_t above = 0;
             for (size_t k = 0; !rc && k < (size_t)info.size * info.size; k++) above += map[k] > info.threshold;
-            if (!rc && out_dir) rc = write_outputs(out_dir, path, &img, map, info.size, info.threshold, item);
+            if (!rc && out_dir) rc = write_outputs(out_dir, names[i], &img, map, info.size, info.threshold,
+                                             item, &written);
             if (!rc) {
                 anomalous += bad;
                 cJSON_AddNumberToObject(item, "score", score);
@@ -158,6 +244,8 @@ int cmd_infer(int argc, char **argv)
                 cJSON_AddNumberToObject(item, "anomalous_pixel_fraction",
                                         (double)above / ((double)info.size * info.size));
                 if (!json) printf("%-50s %12.6g  %s\n", path, score, bad ? "ANOMALOUS" : "normal");
+                fflush(stdout);
+                done++;
             }
         }
         cJSON_AddItemToArray(arr, item);
@@ -168,7 +256,7 @@ int cmd_infer(int argc, char **argv)
     cli_progress_end(&prog);
     if (!rc) {
         if (json) {
-            cJSON_AddStringToObject(root, "model", model_path);
+            cli_json_add_name(root, "model", model_path);
             cJSON_AddNumberToObject(root, "threshold", info.threshold);
             cJSON_AddNumberToObject(root, "size", info.size);
             cJSON_AddNumberToObject(root, "anomalous", anomalous);
@@ -177,12 +265,29 @@ int cmd_infer(int argc, char **argv)
             if (s) puts(s);
             free(s);
         } else {
-            printf("%d image(s): %d anomalous, %d normal%s (threshold %.6g)\n", n - failed, anomalous,
-                   n - failed - anomalous, failed ? ", some unreadable" : "", info.threshold);
+            printf("%d image(s): %d anomalous, %d normal (threshold %.6g)\n", n - failed, anomalous,
+                   n - failed - anomalous, info.threshold);
             if (out_dir) printf("score maps, overlays and masks in %s/\n", out_dir);
+        }
+        if (failed) { /* by name, on stderr: stdout may be JSON */
+            fprintf(stderr, "dfrcl: skipped %d unreadable image(s):", failed);
+            for (int k = 0; k < failed; k++) fprintf(stderr, " %s", argv[optind + skipped_idx[k]]);
+            fputc('\n', stderr);
         }
     }
     int ret = rc ? cli_fail(NULL) : failed ? 1 : 0;
+    if (rc == DFRCL_ERR_INTERRUPTED) { /* nothing half done stays: remove this run's outputs */
+        int removed = cli_written_remove(&written);
+        if (created) cli_remove_tree(out_dir);
+        fprintf(stderr, "dfrcl: infer stopped by %s after %d image(s); ", cli_stop_signal_name(), done);
+        if (out_dir) fprintf(stderr, "removed the %d output file(s) it wrote\n", removed);
+        else fprintf(stderr, "the scores above are complete\n");
+        ret = cli_stop_exit_code();
+    } else if (rc && created) cli_remove_tree(out_dir);
+    for (int i = 0; names && i < n; i++) free(names[i]);
+    free(names);
+    cli_written_free(&written);
+    free(skipped_idx);
     cJSON_Delete(root);
     free(map);
     dfr_model_free(&m);

@@ -8,10 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/backbone_opts.h"
 #include "cli/cli.h"
+#include "cli/outputs.h"
 #include "cli/progress.h"
 #include "cli/train_opts.h"
 #include "eval/published.h"
@@ -41,10 +46,19 @@ static void help(void)
            "DIR/<category>/train.checkpoint. Ends with a summary table (per category and\n"
            "mean), DIR/summary.html, .json and .csv, beside the published DFR figures for\n"
            "MVTec AD categories (by folder name).\n\n"
+           "Each category's settings (size, layers, backbone, recipe, epochs, lr, batch,\n"
+           "positions, patience, latent, fpr, seed, precision) are kept in\n"
+           "DIR/<category>/settings.json: a rerun with other settings refuses, naming what\n"
+           "changed, unless --force, which redoes those categories. One run at a time per\n"
+           "DIR: a second one is refused (lock file DIR/dfrcl-run.lock). Ctrl-C or SIGTERM\n"
+           "stops at a safe point (a training checkpoint, or before the next test image),\n"
+           "removes the stopped category's partial eval/ and exits 130 (SIGINT) or 143\n"
+           "(SIGTERM); the same command continues.\n\n"
            "options:\n"
            "      --data ROOT           dataset root (required)\n"
            "      --out DIR             campaign folder (required)\n"
            "      --categories a,b      only these categories\n"
+           "      --force               redo categories done with other settings\n"
            CLI_TRAIN_HELP CLI_BACKBONE_HELP
            "  -h, --help\n");
 }
@@ -383,12 +397,148 @@ static int write_summary(const char *out, const cat_result *r, int n, run_settin
     return rc;
 }
 
+/* One campaign per folder at a time: an flock held on DIR/dfrcl-run.lock until exit (the kernel
+ * drops it when the process ends, however it ends). The file holds the holder's pid. */
+static int lock_campaign(const char *out, int *fd_out)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/dfrcl-run.lock", out);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) return dfr_error(DFRCL_ERR_IO, "%s: cannot open the lock file: %s", p, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t k = pread(fd, pid, sizeof pid - 1, 0);
+        pid[k > 0 ? k : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        close(fd);
+        return dfr_error(DFRCL_ERR_IO, "%s is in use by another 'dfrcl run' (pid %s, lock %s); wait "
+                         "for it to end or choose another --out", out, pid[0] ? pid : "?", p);
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) { /* only informative */ }
+    *fd_out = fd;
+    return DFRCL_OK;
+}
+
+/* Everything that changes a category's results, as stored in its settings.json. */
+static cJSON *run_settings(const cli_backbone_opts *bo, const dfr_vgg19 *vgg, const dfr_train_opts *to)
+{
+    dfr_train_opts r = *to;
+    dfr_train_resolve(&r, (bo->size / 4) * (bo->size / 4));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "size", bo->size);
+    cJSON_AddNumberToObject(o, "layers", vgg->layers);
+    cJSON_AddStringToObject(o, "backbone", vgg->identity);
+    cJSON_AddStringToObject(o, "recipe", dfr_recipe_name(r.recipe));
+    cJSON_AddNumberToObject(o, "epochs", r.epochs);
+    cJSON_AddNumberToObject(o, "lr", r.lr);
+    cJSON_AddNumberToObject(o, "batch", r.batch);
+    cJSON_AddNumberToObject(o, "positions", r.positions);
+    cJSON_AddNumberToObject(o, "patience", r.patience);
+    cJSON_AddNumberToObject(o, "latent", r.latent);
+    cJSON_AddNumberToObject(o, "fpr", r.fpr);
+    cJSON_AddNumberToObject(o, "seed", r.seed);
+    cJSON_AddNumberToObject(o, "precision", r.store_precision);
+    return o;
+}
+
+static void fmt_value(char *b, size_t n, const cJSON *v)
+{
+    if (!v) snprintf(b, n, "(none)");
+    else if (cJSON_IsNumber(v)) snprintf(b, n, "%.9g", v->valuedouble);
+    else if (cJSON_IsString(v)) snprintf(b, n, "%.20s", v->valuestring);
+    else snprintf(b, n, "?");
+}
+
+/* Compares a category's stored settings with this run's: 1 if the same, else 0 with what differs
+ * ("epochs 1 -> 2, size 32 -> 64") in diff. No settings file (an older dfrcl) differs too. */
+static int same_settings(const char *path, const cJSON *now, char *diff, size_t n)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    diff[0] = 0;
+    if (dfr_read_file(path, &buf, &len) != DFRCL_OK) {
+        snprintf(diff, n, "no settings.json (made by an older dfrcl?)");
+        return 0;
+    }
+    cJSON *old = cJSON_Parse((const char *)buf);
+    free(buf);
+    if (!cJSON_IsObject(old)) {
+        snprintf(diff, n, "its settings.json is unreadable");
+        cJSON_Delete(old);
+        return 0;
+    }
+    const cJSON *v;
+    cJSON_ArrayForEach(v, now)
+    {
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(old, v->string);
+        if (o && cJSON_Compare(o, v, 1)) continue;
+        char a[64], b[64];
+        fmt_value(a, sizeof a, o);
+        fmt_value(b, sizeof b, v);
+        size_t used = strlen(diff);
+        snprintf(diff + used, n - used, "%s%s %s -> %s", used ? ", " : "", v->string, a, b);
+    }
+    cJSON_Delete(old);
+    return diff[0] == 0;
+}
+
+/* A category's files, and whether it holds anything from an earlier run. */
+typedef struct cat_files {
+    char dir[4400], model[4500], metrics[4500], eval[4500], ck[4500], settings[4500];
+} cat_files;
+
+static void cat_paths(cat_files *f, const char *out, const char *name)
+{
+    snprintf(f->dir, sizeof f->dir, "%s/%s", out, name);
+    snprintf(f->model, sizeof f->model, "%s/model.safetensors", f->dir);
+    snprintf(f->metrics, sizeof f->metrics, "%s/metrics.json", f->dir);
+    snprintf(f->eval, sizeof f->eval, "%s/eval", f->dir);
+    snprintf(f->ck, sizeof f->ck, "%s/train.checkpoint", f->dir);
+    snprintf(f->settings, sizeof f->settings, "%s/settings.json", f->dir);
+}
+
+static int exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* Before any work: categories whose earlier results were made with other settings. Without
+ * --force that is an error listing them; with it, their results are removed and redone. */
+static int check_settings(char *const *names, int n, const char *out, const cJSON *now, int force)
+{
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        cat_files f;
+        cat_paths(&f, out, names[i]);
+        char diff[1024];
+        if (!exists(f.model) && !exists(f.metrics) && !exists(f.ck)) continue; /* nothing yet */
+        if (same_settings(f.settings, now, diff, sizeof diff)) continue;
+        bad++;
+        if (!force) {
+            fprintf(stderr, "dfrcl: error: %s was run with other settings: %s\n", f.dir, diff);
+            continue;
+        }
+        printf("%s: run with other settings (%s): redoing it\n", names[i], diff);
+        remove(f.model), remove(f.metrics), remove(f.ck), remove(f.settings);
+        cli_remove_tree(f.eval);
+    }
+    if (bad && !force)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "%d categor%s of %s hold%s results of other "
+                         "settings; use another --out, or add --force to redo %s", bad,
+                         bad == 1 ? "y" : "ies", out, bad == 1 ? "s" : "", bad == 1 ? "it" : "them");
+    return DFRCL_OK;
+}
+
 int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_BACKBONE_LONGOPTS,
                                          {"data", required_argument, 0, 1601},
                                          {"out", required_argument, 0, 1602},
                                          {"categories", required_argument, 0, 1603},
+                                         {"force", no_argument, 0, 1604},
                                          CLI_TRAIN_LONGOPTS,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
@@ -397,7 +547,7 @@ int cmd_run(int argc, char **argv)
     dfr_train_opts to;
     dfr_train_defaults(&to);
     const char *root = NULL, *out = NULL, *cats = NULL;
-    int c;
+    int c, force = 0;
     while ((c = getopt_long(argc, argv, "d:w:l:s:vqh" CLI_TRAIN_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_backbone_option(&bo, c, optarg);
         if (!r) r = cli_train_option(&to, c, optarg);
@@ -407,6 +557,7 @@ int cmd_run(int argc, char **argv)
         case 1601: root = optarg; break;
         case 1602: out = optarg; break;
         case 1603: cats = optarg; break;
+        case 1604: force = 1; break;
         case 'h': help(); return 0;
         default: return 2;
         }
@@ -471,8 +622,17 @@ int cmd_run(int argc, char **argv)
     cat_result *res = calloc((size_t)n, sizeof *res);
     dfr_runtime *rt = NULL;
     dfr_vgg19 *vgg = NULL;
+    cJSON *settings = NULL;
+    char *settings_txt = NULL;
+    int lock_fd = -1;
     int rc = res ? dfr_mkdir_p(out) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    if (!rc) rc = lock_campaign(out, &lock_fd);
     if (!rc) rc = cli_backbone_open(&bo, 0, &rt, &vgg);
+    if (!rc) {
+        settings = run_settings(&bo, vgg, &to);
+        settings_txt = cJSON_Print(settings);
+        rc = check_settings(names, n, out, settings, force);
+    }
     /* Training checkpoints in each category's folder: an interrupted campaign resumes inside the
      * category it was training. */
     to.stop = cli_stop_on_signals();
@@ -480,28 +640,31 @@ int cmd_run(int argc, char **argv)
     for (int i = 0; i < n && !rc; i++) {
         cat_result *r = &res[i];
         snprintf(r->name, sizeof r->name, "%s", names[i]);
-        char cdir[4400], model[4500], metrics[4500], evald[4500], ck[4500];
-        snprintf(cdir, sizeof cdir, "%s/%s", out, names[i]);
-        snprintf(model, sizeof model, "%s/model.safetensors", cdir);
-        snprintf(metrics, sizeof metrics, "%s/metrics.json", cdir);
-        snprintf(evald, sizeof evald, "%s/eval", cdir);
-        snprintf(ck, sizeof ck, "%s/train.checkpoint", cdir);
-        to.checkpoint = ck;
-        struct stat st;
-        if (stat(model, &st) == 0 && stat(metrics, &st) == 0 && read_metrics(metrics, r) == DFRCL_OK) {
+        if (*to.stop) { /* between categories: a safe point */
+            rc = dfr_error(DFRCL_ERR_INTERRUPTED, "interrupted before %s", names[i]);
+            break;
+        }
+        cat_files f;
+        cat_paths(&f, out, names[i]);
+        to.checkpoint = f.ck;
+        int have_model = exists(f.model); /* with check_settings: made with these settings */
+        if (have_model && exists(f.metrics) && read_metrics(f.metrics, r) == DFRCL_OK) {
             r->skipped = 1;
             printf("[%d/%d] %s: done before, skipped\n", i + 1, n, names[i]);
             continue;
         }
-        printf("[%d/%d] %s: training\n", i + 1, n, names[i]);
+        printf("[%d/%d] %s: %s\n", i + 1, n, names[i], have_model ? "evaluating its model" : "training");
         fflush(stdout);
         double t0 = cli_now();
         dfr_file_list files = {0};
         dfr_model *m = NULL;
         dfr_metrics mt;
-        int crc = dfr_mkdir_p(evald);
-        if (!crc) crc = dfr_list_train_images(dirs[i], &files);
-        if (!crc) {
+        int crc = dfr_mkdir_p(f.eval);
+        /* The settings go first: a checkpoint or model found later was made with them. */
+        if (!crc) crc = dfr_write_file_atomic(f.settings, settings_txt, strlen(settings_txt));
+        if (!crc && have_model) crc = dfr_model_load(&m, rt, vgg, f.model);
+        if (!crc && !have_model) crc = dfr_list_train_images(dirs[i], &files);
+        if (!crc && !have_model) {
             cli_train_progress prog = {0};
             prog.bar.quiet = bo.verbosity == 0;
             prog.train_images = files.count;
@@ -509,13 +672,14 @@ int cmd_run(int argc, char **argv)
             to.user = &prog;
             crc = dfr_train(&m, rt, vgg, (const char *const *)files.paths, files.count, bo.size, &to);
             if (prog.bar.phase) cli_progress_end(&prog.bar);
+            if (!crc) crc = dfr_model_save(m, f.model);
+            if (!crc) remove(f.ck);
         }
-        if (!crc) crc = dfr_model_save(m, model);
-        if (!crc) remove(ck);
         char title[512];
         snprintf(title, sizeof title, "dfrcl run: %s", names[i]);
-        if (!crc) crc = cli_eval_model(m, dirs[i], NULL, NULL, evald, metrics, title, model,
+        if (!crc) crc = cli_eval_model(m, dirs[i], NULL, NULL, f.eval, f.metrics, title, f.model,
                                        bo.verbosity == 0, &mt);
+        if (crc == DFRCL_ERR_INTERRUPTED && m) cli_remove_tree(f.eval); /* stopped evaluating */
         if (!crc) {
             r->pixel_auroc = mt.pixel_auroc;
             r->image_auroc = mt.image_auroc;
@@ -540,9 +704,13 @@ int cmd_run(int argc, char **argv)
     if (!rc) rc = write_summary(out, res, n, rs);
     int ret = rc ? cli_fail(NULL) : any_failed ? 1 : 0;
     if (rc == DFRCL_ERR_INTERRUPTED) {
-        fprintf(stderr, "dfrcl: the same command continues the campaign where it stopped\n");
-        ret = 130;
+        fprintf(stderr, "dfrcl: run stopped by %s; the same command continues the campaign where "
+                        "it stopped\n", cli_stop_signal_name());
+        ret = cli_stop_exit_code();
     }
+    if (lock_fd >= 0) close(lock_fd);
+    cJSON_Delete(settings);
+    free(settings_txt);
     dfr_vgg19_free(&vgg);
     dfr_runtime_close(&rt);
     for (int i = 0; i < n; i++) {

@@ -6,10 +6,12 @@
 
 #include "cli/backbone_opts.h"
 #include "cli/cli.h"
+#include "cli/outputs.h"
 #include "cli/progress.h"
 #include "cli/train_opts.h"
 #include "eval/evaluate.h"
 #include "io/dataset.h"
+#include "model/cae.h"
 #include "model/dfr.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -45,6 +47,14 @@ static int on_eval(void *user, int epoch, double seconds, dfr_model *m)
              : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     free(txt);
     return rc;
+}
+
+/* About the bytes of the model file (the autoencoder's weights), for the room it needs on the disk;
+ * with the latent size still unknown (PCA), a tenth of the channels, a typical choice. */
+static double model_bytes(int channels, int latent)
+{
+    if (latent <= 0) latent = channels / 10 > 0 ? channels / 10 : 1;
+    return dfr_cae_device_bytes(channels, latent, 0, 0) / 2;
 }
 
 static void help(void)
@@ -112,9 +122,7 @@ int cmd_train(int argc, char **argv)
         return 2;
     }
     /* Fail now, not after hours of training, if the model cannot be written there. */
-    dfr_atomic_file probe;
-    if (dfr_atomic_open(&probe, out_path) != DFRCL_OK) return cli_fail("cannot write the model");
-    dfr_atomic_abort(&probe);
+    if (cli_probe_file(out_path, 0)) return cli_fail("cannot write the model");
 
     dfr_file_list files = {0};
     if (data ? dfr_list_train_images(data, &files) : dfr_list_images(train_dir, &files))
@@ -160,6 +168,8 @@ int cmd_train(int argc, char **argv)
     to.user = &prog;
     double t0 = cli_now();
     int rc = cli_backbone_open(&bo, 0, &rt, &vgg);
+    if (!rc && cli_probe_file(out_path, model_bytes(vgg->channels, to.latent)))
+        rc = dfr_error_prefix(DFRCL_ERR_IO, "cannot write the model");
     if (!rc) {
         dfr_log(1, "training on %d image(s) of %s at %dx%d, %d layers (C=%d), %s recipe",
                 files.count, data, bo.size, bo.size, vgg->layers, vgg->channels,
@@ -174,7 +184,9 @@ int cmd_train(int argc, char **argv)
                "threshold %.6g (fpr %g); %.1f s\n",
                out_path, m->info.layers, m->info.channels, m->info.latent, m->info.size,
                m->info.epochs, m->info.final_loss, m->info.threshold, m->info.fpr, cli_now() - t0);
-    int ret = rc == DFRCL_ERR_INTERRUPTED ? (cli_fail(NULL), 130) : rc ? cli_fail(NULL) : 0;
+    int ret = rc == DFRCL_ERR_INTERRUPTED ? (cli_fail(NULL), cli_stop_exit_code())
+              : rc                        ? cli_fail(NULL)
+                                          : 0;
     if (rc == DFRCL_ERR_INTERRUPTED)
         fprintf(stderr, "dfrcl: continue with the same command and --resume\n");
     dfr_model_free(&m);

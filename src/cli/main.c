@@ -34,13 +34,19 @@ static void usage(FILE *f)
 }
 
 static volatile int stop_flag;
+static volatile sig_atomic_t stop_signal;
+
+/* The temp-file cleaner of fsutil, where it is linked in (a weak reference: NULL otherwise). */
+extern void dfr_atomic_abort_all(void) __attribute__((weak));
 
 static void on_signal(int sig)
 {
-    if (stop_flag) {
+    if (stop_flag) { /* a second signal: no safe point to wait for, end now */
+        if (dfr_atomic_abort_all) dfr_atomic_abort_all();
         signal(sig, SIG_DFL);
         raise(sig);
     }
+    stop_signal = sig;
     stop_flag = 1;
 }
 
@@ -54,6 +60,12 @@ volatile int *cli_stop_on_signals(void)
     sigaction(SIGTERM, &sa, NULL);
     return &stop_flag;
 }
+
+volatile int *cli_stop_flag(void) { return &stop_flag; }
+
+int cli_stop_exit_code(void) { return 128 + (stop_signal ? (int)stop_signal : SIGINT); }
+
+const char *cli_stop_signal_name(void) { return stop_signal == SIGTERM ? "SIGTERM" : "SIGINT"; }
 
 int cli_fail(const char *context)
 {
@@ -81,6 +93,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* Past a file-size limit a write fails with EFBIG (reported, temp file removed) instead of
+     * killing the process. */
+    signal(SIGXFSZ, SIG_IGN);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);

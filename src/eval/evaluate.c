@@ -193,6 +193,10 @@ int dfr_evaluate(dfr_model *m, const dfr_test_set *ts, const dfr_eval_opts *o, d
         dfrcl_image img = {0}, gt = {0}, ov = {0};
         float score = 0;
         int ow = 0, oh = 0;
+        if (o->stop && *o->stop) {
+            rc = dfr_error(DFRCL_ERR_INTERRUPTED, "interrupted after %d of %d images", i, ts->count);
+            break;
+        }
         rc = dfr_prefetch_next(pf, &img, &ow, &oh);
         if (!rc) rc = dfr_model_score(m, img.pixels, img.channels, map, &score);
         memset(mask, 0, SS);
@@ -240,6 +244,8 @@ int dfr_evaluate(dfr_model *m, const dfr_test_set *ts, const dfr_eval_opts *o, d
     }
     dfr_prefetch_close(&pf);
     free(paths);
+    if (!rc && o->stop && *o->stop)
+        rc = dfr_error(DFRCL_ERR_INTERRUPTED, "interrupted after all %d images", ts->count);
     if (!rc) rc = dfr_eval_acc_finish(acc, thr, res, &proc, &iroc, &pro);
     if (!rc && ts->missing_masks) {
         res->pixel_auroc = res->aupro = NAN;

@@ -34,6 +34,9 @@ typedef struct dfr_eval_opts {
     int quiet;
     void (*progress)(void *user, int done, int total);
     void *user;
+    /* When *stop becomes non-zero (a signal), dfr_evaluate stops before the next image and
+     * returns DFRCL_ERR_INTERRUPTED, with no report written; NULL: never. */
+    volatile int *stop;
 } dfr_eval_opts;
 
 /* Scores every test image, computes the metrics at the model's threshold, and with out_dir

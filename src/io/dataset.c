@@ -22,6 +22,19 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Says why an entry with an image's name is left out of a listing: stat failed with `err`, or
+ * (stat_failed 0) it is not a regular file. */
+static void skip_warning(const char *p, int stat_failed, int err)
+{
+    struct stat l;
+    int link = lstat(p, &l) == 0 && S_ISLNK(l.st_mode);
+    const char *why = !stat_failed                ? "not a regular file"
+                      : err == ELOOP              ? "symbolic link loop"
+                      : link && err == ENOENT     ? "dangling symbolic link (its target is missing)"
+                                                  : strerror(err);
+    dfr_log(1, "warning: %s: skipped: %s", p, why);
+}
+
 void dfr_file_list_free(dfr_file_list *l)
 {
     for (int i = 0; i < l->count; i++) free(l->paths[i]);
@@ -47,7 +60,9 @@ int dfr_list_images(const char *dir, dfr_file_list *out)
         }
         sprintf(p, "%s/%s", dir, e->d_name);
         struct stat st;
-        if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int failed = stat(p, &st) != 0, err = errno;
+        if (failed || !S_ISREG(st.st_mode)) { /* skipped, with a word why */
+            skip_warning(p, failed, err);
             free(p);
             continue;
         }

@@ -1,0 +1,176 @@
+#include "cli/outputs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "util/fsutil.h"
+
+/* Creates and removes a file in `folder`, first reserving `bytes` in it. */
+static int probe_in(const char *folder, double bytes, const char *path)
+{
+    static unsigned counter;
+    char tmp[4200];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s/.dfrcl-probe.%ld.%u", folder, (long)getpid(),
+                         counter++) >= sizeof tmp)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return dfr_error(DFRCL_ERR_IO, "%s: cannot create files in %s: %s", path, folder,
+                         strerror(errno));
+    int e = bytes > 0 ? posix_fallocate(fd, 0, (off_t)bytes) : 0;
+    close(fd);
+    unlink(tmp);
+    if (e)
+        return dfr_error(DFRCL_ERR_IO, "%s: no room for %.1f MB in %s: %s; free some space or "
+                         "choose another place", path, bytes / 1e6, folder, strerror(e));
+    return DFRCL_OK;
+}
+
+int cli_probe_file(const char *path, double bytes)
+{
+    size_t n = strlen(path);
+    if (n == 0) return dfr_error(DFRCL_ERR_INVALID_ARG, "the output file name is empty");
+    struct stat st;
+    if (path[n - 1] == '/' || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: is a folder; give a file name in it", path);
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: exists and is not a regular file", path);
+    char folder[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(folder, sizeof folder, ".");
+    else if (slash == path) snprintf(folder, sizeof folder, "/");
+    else if ((size_t)(slash - path) < sizeof folder)
+        snprintf(folder, sizeof folder, "%.*s", (int)(slash - path), path);
+    else return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: path too long", path);
+    if (stat(folder, &st) != 0 || !S_ISDIR(st.st_mode))
+        return dfr_error(DFRCL_ERR_IO, "%s: folder %s does not exist; create it first", path,
+                         folder);
+    return probe_in(folder, bytes, path);
+}
+
+int cli_prepare_dir(const char *dir, int *created)
+{
+    struct stat st;
+    int existed = stat(dir, &st) == 0;
+    if (created) *created = 0;
+    if (!*dir) return dfr_error(DFRCL_ERR_INVALID_ARG, "the output folder name is empty");
+    if (existed && !S_ISDIR(st.st_mode))
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: exists and is not a folder", dir);
+    int rc = dfr_mkdir_p(dir);
+    if (rc) return rc;
+    if (created) *created = !existed;
+    rc = probe_in(dir, 0, dir);
+    if (rc && !existed) rmdir(dir);
+    return rc;
+}
+
+static int remove_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st, (void)f;
+    if (flag == FTW_DP) rmdir(p);
+    else unlink(p);
+    return 0;
+}
+
+void cli_remove_tree(const char *dir)
+{
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), 0 if p starts no valid one (overlong forms,
+ * surrogates and code points past U+10FFFF included). */
+static int utf8_seq(const unsigned char *p)
+{
+    static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    int len;
+    unsigned cp;
+    if (p[0] < 0x80) return 1;
+    if ((p[0] & 0xE0) == 0xC0) len = 2, cp = p[0] & 0x1F;
+    else if ((p[0] & 0xF0) == 0xE0) len = 3, cp = p[0] & 0x0F;
+    else if ((p[0] & 0xF8) == 0xF0) len = 4, cp = p[0] & 0x07;
+    else return 0;
+    for (int i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80) return 0; /* the terminating NUL stops here too */
+        cp = cp << 6 | (p[i] & 0x3F);
+    }
+    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return len;
+}
+
+char *cli_utf8(const char *s, int *lossy)
+{
+    char *out = malloc(3 * strlen(s) + 1), *w = out;
+    if (!out) return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int len = utf8_seq(p);
+        if (len) {
+            memcpy(w, p, (size_t)len);
+            w += len, p += len;
+        } else {
+            memcpy(w, "\xEF\xBF\xBD", 3); /* U+FFFD */
+            w += 3, p++;
+            if (lossy) *lossy = 1;
+        }
+    }
+    *w = 0;
+    return out;
+}
+
+void cli_json_add_name(cJSON *o, const char *key, const char *name)
+{
+    int lossy = 0;
+    char *u = cli_utf8(name, &lossy);
+    if (!u) return;
+    cJSON_AddStringToObject(o, key, u);
+    free(u);
+    if (!lossy) return;
+    size_t n = strlen(name);
+    char *hex = malloc(2 * n + 1), k[128];
+    if (!hex) return;
+    for (size_t i = 0; i < n; i++) sprintf(hex + 2 * i, "%02x", (unsigned char)name[i]);
+    hex[2 * n] = 0;
+    snprintf(k, sizeof k, "%s_hex", key);
+    cJSON_AddStringToObject(o, k, hex);
+    free(hex);
+}
+
+int cli_written_add(cli_written *w, const char *path, int is_dir)
+{
+    if (w->n == w->cap) {
+        int cap = w->cap ? 2 * w->cap : 64;
+        char **np = realloc(w->paths, (size_t)cap * sizeof *np);
+        if (np) w->paths = np;
+        int *nd = np ? realloc(w->is_dir, (size_t)cap * sizeof *nd) : NULL;
+        if (nd) w->is_dir = nd;
+        if (!np || !nd) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+        w->cap = cap;
+    }
+    if (!(w->paths[w->n] = strdup(path))) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    w->is_dir[w->n++] = is_dir;
+    return DFRCL_OK;
+}
+
+int cli_written_remove(cli_written *w)
+{
+    int files = 0;
+    for (int i = w->n - 1; i >= 0; i--) {
+        if (w->is_dir[i]) rmdir(w->paths[i]);
+        else files += unlink(w->paths[i]) == 0;
+    }
+    return files;
+}
+
+void cli_written_free(cli_written *w)
+{
+    for (int i = 0; i < w->n; i++) free(w->paths[i]);
+    free(w->paths);
+    free(w->is_dir);
+    memset(w, 0, sizeof *w);
+}
