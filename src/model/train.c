@@ -232,19 +232,25 @@ static void describe_options(const dfr_train_opts *o, int size, int layers, char
              o->epochs, o->batch, (double)o->lr, o->positions, o->patience, o->seed, prec);
 }
 
-/* Training diverged: `what` says how. The usual cause is too high a learning rate; the other is
- * features too large to train on (damaged backbone weights or inputs). */
+/* Training diverged: `what` says how. The usual causes: too high a learning rate, or features
+ * too large to train on (damaged backbone weights or inputs); lead with the likelier one. */
 static int diverged(const dfr_train_opts *o, const char *what)
 {
     dfr_train_opts d;
     dfr_train_defaults(&d);
     d.recipe = o->recipe;
     dfr_train_resolve(&d, 1);
+    if (o->lr > d.lr)
+        return dfr_error(DFRCL_ERR_INVALID_ARG,
+                         "training diverged: %s. The learning rate (--lr %g) is likely too high: "
+                         "try a lower one (the %s recipe's default is %g); if that does not help, "
+                         "check the backbone weights and the images",
+                         what, (double)o->lr, dfr_recipe_name(o->recipe), (double)d.lr);
     return dfr_error(DFRCL_ERR_INVALID_ARG,
-                     "training diverged: %s; the learning rate is likely too high: try a lower "
-                     "--lr than %g (the %s recipe's default is %g). If that does not help, the "
-                     "backbone weights or the images give features too large to train on",
-                     what, (double)o->lr, dfr_recipe_name(o->recipe), (double)d.lr);
+                     "training diverged: %s. The backbone weights or the images likely give "
+                     "features too large to train on (check the weights file), or the learning "
+                     "rate (--lr %g) is too high for these data: try a lower one",
+                     what, (double)o->lr);
 }
 
 /* seconds: the training time so far, this process's included. */
