@@ -465,7 +465,8 @@ static int should_stop(const float *loss, int epochs, int window)
 #define DIVERGED_FACTOR 10.0
 static int check_converged(train_state *ts, const dfr_train_opts *o)
 {
-    if (!(ts->initial_loss > 0) || ts->epoch < 1 || ts->last_loss <= DIVERGED_FACTOR * ts->initial_loss)
+    if (!(ts->initial_loss > 0) || ts->epoch < 1 ||
+        ts->last_loss <= DIVERGED_FACTOR * ts->initial_loss)
         return DFRCL_OK;
     char what[160];
     snprintf(what, sizeof what, "after %d epoch(s) the loss is %.4g, %.0f times the untrained "
@@ -682,7 +683,8 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
                 if (nb) dfr_fs_hint(fs, perm + b0 + bs, nb);
                 /* The untrained autoencoder's loss, the yardstick of divergence: read once. */
                 float first = 0;
-                if (!rc) rc = dfr_cae_train_step(m->cae, batch, 0, bs, o.lr, ts.step ? NULL : &first);
+                if (!rc)
+                    rc = dfr_cae_train_step(m->cae, batch, 0, bs, o.lr, ts.step ? NULL : &first);
                 if (!rc && ts.step == 0) ts.initial_loss = first;
                 ts.step++;
             }
