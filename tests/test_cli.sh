@@ -226,5 +226,52 @@ kill -TERM $pid; wait $pid; rc=$?
 check "interrupted infer: exit 143, message, its outputs removed" sh -c "[ $rc -eq 143 ] && grep -q 'infer stopped by SIGTERM' '$i9/inflog' && [ ! -e '$i9/io' ]"
 check "no temp files after the interrupted infer" no_temps
 
+# --- non-finite values and model metadata (issue 9) ---
+# A learning rate that makes training diverge is refused, naming it; no model, no checkpoint.
+expect 1 "training diverged.*--lr 9\.9" "$dfrcl" train --data "$ds" $tr --lr 9.9 --epochs 2 -o "$tmp/nf.safetensors"
+# Backbone weights (2 layers, random) with a NaN, an Inf, or values so large the features overflow.
+cat > "$tmp/weights.py" <<'PY'
+import json, random, struct, sys
+out, plant = sys.argv[1], sys.argv[2]
+rnd = random.Random(1)
+shapes = [("features.0.weight", [64, 3, 3, 3]), ("features.0.bias", [64]),
+          ("features.2.weight", [64, 64, 3, 3]), ("features.2.bias", [64])]
+header, blobs, off = {}, [], 0
+for name, shape in shapes:
+    n = 1
+    for d in shape: n *= d
+    vals = [rnd.uniform(-0.1, 0.1) * (1e30 if plant == "huge" else 1) for _ in range(n)]
+    if plant in ("nan", "inf") and name == "features.2.weight": vals[7] = float(plant)
+    blob = struct.pack("<%df" % n, *vals)
+    header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(blob)]}
+    blobs.append(blob); off += len(blob)
+h = json.dumps(header).encode(); h += b" " * (-len(h) % 8)
+open(out, "wb").write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+PY
+for v in nan inf huge; do python3 "$tmp/weights.py" "$tmp/w_$v.safetensors" $v; done
+expect 1 "w_nan\.safetensors: tensor features\.2\.weight: element 7 is nan" "$dfrcl" features --weights "$tmp/w_nan.safetensors" --size 16 "$img" -o "$tmp/nf.safetensors"
+expect 1 "w_inf\.safetensors: tensor features\.2\.weight: element 7 is inf" "$dfrcl" train --data "$ds" --weights "$tmp/w_inf.safetensors" --size 16 --epochs 2 -o "$tmp/nf.safetensors"
+expect 1 "PCA: the features of training image 1: a non-finite value" "$dfrcl" train --data "$ds" --weights "$tmp/w_huge.safetensors" --size 16 --epochs 2 -o "$tmp/nf.safetensors"
+expect 1 "the loss became -?nan in epoch 1.*--lr" "$dfrcl" train --data "$ds" --weights "$tmp/w_huge.safetensors" --size 16 --epochs 2 --latent 8 -o "$tmp/nf.safetensors"
+n=$((n+1)); if ls "$tmp"/nf.safetensors* >/dev/null 2>&1; then echo "FAIL: a diverged training left a file"; ls "$tmp"/nf.safetensors*; fails=$((fails+1)); else echo "ok: diverged trainings leave no model and no checkpoint"; fi
+# Model files edited after training: the size (scored against a threshold set at another size),
+# a NaN in a tensor, and an older model without the content checksum (loads, with a note).
+python3 - "$tmp/m.safetensors" "$tmp" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
+h, data = json.loads(b[8:8 + n]), b[8 + n:]
+assert b.count(b'"size":"32"') == 1
+open(sys.argv[2] + '/edited-size.safetensors', 'wb').write(b.replace(b'"size":"32"', b'"size":"64"'))
+o = h['enc.0.bias']['data_offsets'][0]
+open(sys.argv[2] + '/nan-model.safetensors', 'wb').write(b[:8 + n + o] + struct.pack('<f', float('nan')) + b[8 + n + o + 4:])
+del h['__metadata__']['content_sha256']
+j = json.dumps(h).encode(); j += b' ' * (-len(j) % 8)
+open(sys.argv[2] + '/old-model.safetensors', 'wb').write(struct.pack('<Q', len(j)) + j + data)
+PY
+expect 1 "edited-size\.safetensors: .*do not match its checksum" "$dfrcl" infer --model "$tmp/edited-size.safetensors" --random-backbone 0 "$img"
+expect 1 "edited-size\.safetensors: .*do not match its checksum" "$dfrcl" eval --model "$tmp/edited-size.safetensors" --random-backbone 0 --data "$tmp/demo/data" --out "$tmp/nf-eval"
+expect 1 "nan-model\.safetensors: CAE: tensor enc\.0\.bias: element 0 is -?nan" "$dfrcl" infer --model "$tmp/nan-model.safetensors" --random-backbone 0 "$img"
+expect 0 "old-model\.safetensors: an older model without a content checksum" "$dfrcl" infer --model "$tmp/old-model.safetensors" --random-backbone 0 "$img" --json
+
 echo "test_cli: $((n - fails)) passed, $fails failed"
 [ "$fails" -eq 0 ]

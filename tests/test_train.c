@@ -410,6 +410,107 @@ static void test_resume(void **state)
     dfr_test_rmdir_flat(dir);
 }
 
+/* ---- divergence and non-finite values ---- */
+
+/* A backbone whose features overflow to Inf (weights of 1e30, finite, so it loads). */
+static dfr_vgg19 *huge_backbone(void)
+{
+    static const int cin[4] = {3, 64, 64, 128}, cout[4] = {64, 64, 128, 128};
+    float *w[4], *b[4];
+    for (int l = 0; l < 4; l++) {
+        size_t n = (size_t)cout[l] * cin[l] * 9;
+        w[l] = malloc(n * sizeof(float));
+        b[l] = calloc((size_t)cout[l], sizeof(float));
+        assert_true(w[l] && b[l]);
+        for (size_t j = 0; j < n; j++) w[l][j] = dfr_test_uniform(l, (uint32_t)j, -1e30f, 1e30f);
+    }
+    dfr_vgg19 *v = NULL;
+    assert_int_equal(dfr_vgg19_from_arrays(&v, rt, 4, (const float *const *)w,
+                                           (const float *const *)b), DFRCL_OK);
+    for (int l = 0; l < 4; l++) {
+        free(w[l]);
+        free(b[l]);
+    }
+    return v;
+}
+
+static void test_diverged(void **state)
+{
+    char dir[64], ck[128];
+    assert_int_equal(dfr_test_mkdtemp(dir, sizeof dir, "div"), 0);
+    snprintf(ck, sizeof ck, "%s/model.checkpoint", dir);
+    dfr_train_opts o;
+    base_opts(&o, DFR_RECIPE_FAST);
+    o.checkpoint = ck;
+    trained t = {0};
+    /* a finite loss far above the untrained autoencoder's: refused, naming the learning rate,
+     * and the checkpoint of the diverged run is gone */
+    o.lr = 9.9f;
+    assert_int_equal(train(&t, &o), DFRCL_ERR_INVALID_ARG);
+    assert_non_null(strstr(dfrcl_last_error(), "diverged"));
+    assert_non_null(strstr(dfrcl_last_error(), "--lr 9.9"));
+    assert_int_equal(dir_entries(dir), 0);
+    o.lr = 0;
+    /* features that overflow: PCA says so (LAPACK said "info -5") */
+    dfr_vgg19 *good = vgg;
+    vgg = huge_backbone();
+    assert_int_equal(train(&t, &o), DFRCL_ERR_FORMAT);
+    assert_non_null(strstr(dfrcl_last_error(), "PCA: the features of training image 1"));
+    /* with a latent size given, the loss is NaN in the first epoch: stopped there */
+    o.latent = 8;
+    assert_int_equal(train(&t, &o), DFRCL_ERR_INVALID_ARG);
+    assert_non_null(strstr(dfrcl_last_error(), "nan in epoch 1"));
+    assert_non_null(strstr(dfrcl_last_error(), "--lr"));
+    assert_int_equal(dir_entries(dir), 0);
+    /* nor is a checkpoint written with non-finite weights (interrupted after step 1) */
+    o.stop_at_step = 1;
+    assert_int_equal(train(&t, &o), DFRCL_ERR_INVALID_ARG);
+    assert_non_null(strstr(dfrcl_last_error(), "no checkpoint is written"));
+    assert_int_equal(dir_entries(dir), 0);
+    dfr_vgg19_free(&vgg);
+    vgg = good;
+    dfr_test_rmdir_flat(dir);
+}
+
+static void test_save_nonfinite(void **state)
+{
+    char dir[64], path[128];
+    assert_int_equal(dfr_test_mkdtemp(dir, sizeof dir, "save"), 0);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    dfr_train_opts o;
+    base_opts(&o, DFR_RECIPE_FAST);
+    o.epochs = 1;
+    dfr_model *m = NULL;
+    assert_int_equal(dfr_train(&m, rt, vgg, (const char *const *)paths, 6, 32, &o), DFRCL_OK);
+    double th = m->info.threshold;
+    m->info.threshold = NAN;
+    assert_int_equal(dfr_model_save(m, path), DFRCL_ERR_INVALID_ARG);
+    assert_non_null(strstr(dfrcl_last_error(), "model.safetensors: not writing a model with "
+                                               "non-finite values: the threshold is"));
+    assert_int_equal(dir_entries(dir), 0);
+    m->info.threshold = th;
+    assert_int_equal(dfr_model_save(m, path), DFRCL_OK);
+    dfr_model_free(&m);
+    /* it loads; the same file with another size does not (its threshold was set at 32) */
+    assert_int_equal(dfr_model_load(&m, rt, vgg, path), DFRCL_OK);
+    dfr_model_free(&m);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    char head[4096] = {0};
+    size_t got = fread(head, 1, sizeof head - 1, f);
+    char *at = strstr(head + 8, "\"size\":\"32\""); /* after the header's length */
+    assert_true(got > 0 && at);
+    fseek(f, (long)(at - head) + 8, SEEK_SET);
+    fputs("64", f);
+    fclose(f);
+    assert_int_equal(dfr_model_load(&m, rt, vgg, path), DFRCL_ERR_FORMAT);
+    assert_non_null(strstr(dfrcl_last_error(), "model.safetensors: the model's metadata or "
+                                               "tensors do not match its checksum"));
+    assert_null(m);
+    remove(path);
+    dfr_test_rmdir_flat(dir);
+}
+
 int main(void)
 {
     DFR_TEST_OPEN_RUNTIME(&rt);
@@ -425,6 +526,8 @@ int main(void)
         cmocka_unit_test(test_train_places),
         cmocka_unit_test(test_train_fast_recipe),
         cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_diverged),
+        cmocka_unit_test(test_save_nonfinite),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     for (int i = 0; i < 6; i++) free(paths[i]);

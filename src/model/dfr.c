@@ -2,6 +2,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "model/pca.h"
 #include "ops/ops.h"
 #include "util/error.h"
+#include "util/hash.h"
 #include "util/rand.h"
 
 #define NORMALISATION "imagenet mean [0.485, 0.456, 0.406] std [0.229, 0.224, 0.225]"
@@ -94,6 +96,103 @@ void dfr_model_free(dfr_model **pm)
 
 /* ---- model file ---- */
 
+/* The metadata keys the content checksum covers: those that decide scoring and must agree with
+ * the tensors (the threshold holds only at the size, layers and backbone it was set with). The
+ * training record (epochs, lr, ...) is informative and left out. */
+static const char *const checked_keys[] = {"format",  "format_version", "layers",
+                                           "size",    "channels",       "latent",
+                                           "threshold", "fpr",          "normalisation",
+                                           "backbone_sha256"};
+#define N_CHECKED (int)(sizeof checked_keys / sizeof *checked_keys)
+#define CHECKSUM_KEY "content_sha256"
+
+static void hash_tensor(dfr_sha256 *h, const dfr_cae_tensor *t, const float *data)
+{
+    char shape[96];
+    int used = 0;
+    for (int d = 0; d < t->ndim && used < (int)sizeof shape - 24; d++)
+        used += snprintf(shape + used, sizeof shape - used, "%lld,", (long long)t->shape[d]);
+    shape[used] = 0;
+    dfr_sha256_update_str(h, t->name);
+    dfr_sha256_update_str(h, shape);
+    dfr_sha256_update(h, data, t->numel * sizeof(float));
+}
+
+/* The model's metadata, as the strings the file holds. */
+typedef struct meta_list {
+    int n;
+    const char *key[32];
+    char val[32][272];
+} meta_list;
+
+static void meta_add(meta_list *l, const char *key, const char *fmt, ...) DFR_PRINTF(3, 4);
+static void meta_add(meta_list *l, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    l->key[l->n] = key;
+    vsnprintf(l->val[l->n], sizeof l->val[0], fmt, ap);
+    va_end(ap);
+    l->n++;
+}
+
+static const char *meta_get(const meta_list *l, const char *key)
+{
+    for (int i = 0; i < l->n; i++)
+        if (!strcmp(l->key[i], key)) return l->val[i];
+    return NULL;
+}
+
+static void model_meta(const dfr_model_info *in, meta_list *l)
+{
+    l->n = 0;
+    meta_add(l, "format", "%s", DFR_MODEL_FORMAT);
+    meta_add(l, "format_version", "%d", DFR_MODEL_VERSION);
+    meta_add(l, "dfrcl_version", "%s", DFRCL_VERSION);
+    meta_add(l, "layers", "%d", in->layers);
+    meta_add(l, "layer_names", "relu1_1..%s", dfr_vgg19_layer_name(in->layers - 1));
+    meta_add(l, "size", "%d", in->size);
+    meta_add(l, "channels", "%d", in->channels);
+    meta_add(l, "latent", "%d", in->latent);
+    meta_add(l, "threshold", "%.9g", in->threshold);
+    meta_add(l, "fpr", "%.9g", in->fpr);
+    meta_add(l, "epochs", "%d", in->epochs);
+    meta_add(l, "batch", "%d", in->batch);
+    meta_add(l, "lr", "%.9g", in->lr);
+    meta_add(l, "seed", "%u", (unsigned)in->seed);
+    meta_add(l, "train_images", "%d", in->train_images);
+    meta_add(l, "final_loss", "%.9g", in->final_loss);
+    meta_add(l, "num_batches_tracked", "%lld", (long long)in->steps);
+    meta_add(l, "recipe", "%s", dfr_recipe_name(in->recipe));
+    meta_add(l, "positions", "%d", in->positions);
+    meta_add(l, "normalisation", "%s", NORMALISATION);
+    meta_add(l, "backbone_sha256", "%s", in->backbone_sha256);
+    meta_add(l, "backbone", "%s", in->backbone_desc);
+}
+
+/* A model with a non-finite value loads nowhere and scores nothing: refuse to write one. */
+static int check_finite(const dfr_model *m, const dfr_cae_tensor *t, float *const *data,
+                        const char *path)
+{
+    static const char *const advice = "training diverged: try a lower --lr, and check the "
+                                      "backbone weights and images";
+    const dfr_model_info *in = &m->info;
+    const struct { const char *what; double v; } vals[] = {
+        {"the threshold", in->threshold}, {"the false-positive rate", in->fpr},
+        {"the learning rate", in->lr}, {"the final loss", in->final_loss}};
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++)
+        if (!isfinite(vals[i].v))
+            return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: not writing a model with non-finite "
+                             "values: %s is %g (%s)", path, vals[i].what, vals[i].v, advice);
+    for (int i = 0; i < DFR_CAE_NUM_TENSORS; i++)
+        for (size_t j = 0; j < t[i].numel; j++)
+            if (!isfinite(data[i][j]))
+                return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: not writing a model with non-finite "
+                                 "values: tensor %s, element %zu is %g (%s)", path, t[i].name, j,
+                                 (double)data[i][j], advice);
+    return DFRCL_OK;
+}
+
 int dfr_model_save(dfr_model *m, const char *path)
 {
     float *data[DFR_CAE_NUM_TENSORS] = {0};
@@ -106,46 +205,24 @@ int dfr_model_save(dfr_model *m, const char *path)
             rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     }
     if (!rc) rc = dfr_cae_get_tensors(m->cae, data);
+    if (!rc) rc = check_finite(m, t, data, path);
     if (!rc) rc = dfr_st_writer_new(&w);
     for (int i = 0; i < DFR_CAE_NUM_TENSORS && !rc; i++)
         rc = dfr_st_writer_add_f32(w, t[i].name, t[i].ndim, t[i].shape, data[i]);
-    const dfr_model_info *in = &m->info;
-    char v[64];
-#define META_INT(key, val)                                                                     \
-    if (!rc) {                                                                                 \
-        snprintf(v, sizeof v, "%lld", (long long)(val));                                       \
-        rc = dfr_st_writer_meta(w, key, v);                                                    \
+    meta_list meta;
+    model_meta(&m->info, &meta);
+    for (int i = 0; i < meta.n && !rc; i++) rc = dfr_st_writer_meta(w, meta.key[i], meta.val[i]);
+    /* The checksum ties the metadata that scoring relies on to the tensors. */
+    dfr_sha256 h;
+    dfr_sha256_init(&h);
+    for (int i = 0; i < N_CHECKED; i++) {
+        dfr_sha256_update_str(&h, checked_keys[i]);
+        dfr_sha256_update_str(&h, meta_get(&meta, checked_keys[i]));
     }
-#define META_DBL(key, val)                                                                     \
-    if (!rc) {                                                                                 \
-        snprintf(v, sizeof v, "%.9g", (double)(val));                                          \
-        rc = dfr_st_writer_meta(w, key, v);                                                    \
-    }
-    if (!rc) rc = dfr_st_writer_meta(w, "format", DFR_MODEL_FORMAT);
-    META_INT("format_version", DFR_MODEL_VERSION)
-    if (!rc) rc = dfr_st_writer_meta(w, "dfrcl_version", DFRCL_VERSION);
-    META_INT("layers", in->layers)
-    snprintf(v, sizeof v, "relu1_1..%s", dfr_vgg19_layer_name(in->layers - 1));
-    if (!rc) rc = dfr_st_writer_meta(w, "layer_names", v);
-    META_INT("size", in->size)
-    META_INT("channels", in->channels)
-    META_INT("latent", in->latent)
-    META_DBL("threshold", in->threshold)
-    META_DBL("fpr", in->fpr)
-    META_INT("epochs", in->epochs)
-    META_INT("batch", in->batch)
-    META_DBL("lr", in->lr)
-    META_INT("seed", in->seed)
-    META_INT("train_images", in->train_images)
-    META_DBL("final_loss", in->final_loss)
-    META_INT("num_batches_tracked", in->steps)
-    if (!rc) rc = dfr_st_writer_meta(w, "recipe", dfr_recipe_name(in->recipe));
-    META_INT("positions", in->positions)
-    if (!rc) rc = dfr_st_writer_meta(w, "normalisation", NORMALISATION);
-    if (!rc) rc = dfr_st_writer_meta(w, "backbone_sha256", in->backbone_sha256);
-    if (!rc) rc = dfr_st_writer_meta(w, "backbone", in->backbone_desc);
-#undef META_INT
-#undef META_DBL
+    for (int i = 0; i < DFR_CAE_NUM_TENSORS && !rc; i++) hash_tensor(&h, &t[i], data[i]);
+    char hex[65];
+    dfr_sha256_hex(&h, hex);
+    if (!rc) rc = dfr_st_writer_meta(w, CHECKSUM_KEY, hex);
     if (!rc) rc = dfr_st_writer_write(w, path);
     dfr_st_writer_free(&w);
     for (int i = 0; i < DFR_CAE_NUM_TENSORS; i++) free(data[i]);
@@ -204,6 +281,28 @@ static int read_info(dfr_safetensors *st, const char *path, dfr_model_info *in)
     return DFRCL_OK;
 }
 
+/* Compares the checksum of what was read with the one training stored. Models written before
+ * dfrcl stored one are taken as they are, with a note. */
+static int check_content(dfr_safetensors *st, const char *path, dfr_sha256 *h)
+{
+    const char *want = dfr_st_metadata(st, CHECKSUM_KEY);
+    if (!want) {
+        dfr_log(1, "%s: an older model without a content checksum: its metadata (size, "
+                   "threshold, ...) cannot be verified", path);
+        return DFRCL_OK;
+    }
+    char got[65];
+    dfr_sha256_hex(h, got);
+    if (strcmp(got, want) != 0)
+        return dfr_error(DFRCL_ERR_FORMAT,
+                         "%s: the model's metadata or tensors do not match its checksum "
+                         "(%s): the file was edited or damaged. Its size, layers, latent, "
+                         "threshold and tensors must stay as training wrote them (the threshold "
+                         "holds only at the size it was set at); retrain, or restore the file",
+                         path, CHECKSUM_KEY);
+    return DFRCL_OK;
+}
+
 int dfr_model_peek(const char *path, dfr_model_info *info)
 {
     dfr_safetensors *st = NULL;
@@ -235,6 +334,13 @@ int dfr_model_load(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char 
                        path, m->info.layers, m->info.backbone_desc, m->info.backbone_sha256,
                        vgg->layers, vgg->identity);
     int q = m->info.size / 4;
+    dfr_sha256 h;
+    dfr_sha256_init(&h);
+    for (int i = 0; i < N_CHECKED; i++) {
+        const char *v = dfr_st_metadata(st, checked_keys[i]);
+        dfr_sha256_update_str(&h, checked_keys[i]);
+        dfr_sha256_update_str(&h, v ? v : "");
+    }
     if (!rc) rc = dfr_cae_new_scorer(&m->cae, rt, m->info.channels, m->info.latent, 1, q * q);
     for (int i = 0; i < DFR_CAE_NUM_TENSORS && !rc; i++) {
         dfr_cae_tensor t;
@@ -242,9 +348,14 @@ int dfr_model_load(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char 
         float *buf = rc ? NULL : malloc(t.numel * sizeof(float));
         if (!rc && !buf) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
         if (!rc) rc = dfr_st_read_f32(st, t.name, t.ndim, t.shape, buf, t.numel);
-        if (!rc) rc = dfr_cae_set_tensor(m->cae, t.name, buf, t.numel);
+        if (!rc) {
+            hash_tensor(&h, &t, buf);
+            rc = dfr_cae_set_tensor(m->cae, t.name, buf, t.numel);
+            if (rc) rc = dfr_error_prefix(rc, "%s", path);
+        }
         free(buf);
     }
+    if (!rc) rc = check_content(st, path, &h);
     dfr_st_close(&st);
     if (rc) {
         dfr_model_free(&m);

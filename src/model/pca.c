@@ -1,6 +1,7 @@
 #include "model/pca.h"
 
 #include <lapacke.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,20 @@ static int load_from_buffer(void *user, int i, cl_mem dst)
     return dfr_cl_error(err, "PCA: copying features");
 }
 
+/* LAPACK only says "info -5" of a NaN: say what is wrong instead. Finite features can still
+ * overflow the covariance when they are huge. `image` > 0 is printed after `what`. */
+static int check_finite(const float *x, size_t n, const char *what, int image)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return dfr_error(DFRCL_ERR_FORMAT,
+                             "PCA: %s%.0d: a non-finite value (%g); the backbone weights or the "
+                             "images give features that are not finite or too large (check the "
+                             "weights file)",
+                             what, image, (double)x[i]);
+    return DFRCL_OK;
+}
+
 int dfr_pca_latent(dfr_runtime *rt, cl_mem feat, int n_images, int channels, int npos,
                    double keep, int *latent, double *ratio_kept)
 {
@@ -99,6 +114,7 @@ int dfr_pca_latent_each(dfr_runtime *rt, int n_images, int channels, int npos,
     for (int i = 0; i < n_images && !rc; i++) {
         rc = load(user, i, img);
         if (!rc) rc = dfr_read(rt, img, 0, per * sizeof(float), x, "pca download");
+        if (!rc) rc = check_finite(x, per, "the features of training image ", i + 1);
         for (int c = 0; c < channels && !rc; c++) {
             const float *row = x + (size_t)c * npos;
             double s = 0;
@@ -128,6 +144,8 @@ int dfr_pca_latent_each(dfr_runtime *rt, int n_images, int channels, int npos,
     }
     if (!rc) rc = dfr_read(rt, dcov, 0, (size_t)channels * channels * sizeof(float), cov,
                            "pca download");
+    if (rc) goto done;
+    rc = check_finite(cov, (size_t)channels * channels, "the features' covariance", 0);
     if (rc) goto done;
     for (size_t i = 0; i < (size_t)channels * channels; i++) cd[i] = cov[i];
     lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U', channels, cd, channels, eig);

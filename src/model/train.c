@@ -119,6 +119,14 @@ static int pca_load(void *user, int i, cl_mem dst)
 
 /* ---- the threshold ---- */
 
+/* Index of the first non-finite value of x[0..n-1], or n when all are finite. */
+static size_t first_nonfinite(const float *x, size_t n)
+{
+    size_t i = 0;
+    while (i < n && isfinite(x[i])) i++;
+    return i;
+}
+
 static int cmp_float_desc(const void *a, const void *b)
 {
     float x = *(const float *)a, y = *(const float *)b;
@@ -134,7 +142,8 @@ static double threshold_from_scores(float *s, size_t n, double fpr)
     return s[k];
 }
 
-static int set_threshold(dfr_model *m, dfr_fs *fs, int n, const dfr_train_opts *o)
+static int set_threshold(dfr_model *m, dfr_fs *fs, const char *const *images, int n,
+                         const dfr_train_opts *o)
 {
     int S = m->info.size, P = (S / 4) * (S / 4);
     size_t SS = (size_t)S * S;
@@ -152,6 +161,13 @@ static int set_threshold(dfr_model *m, dfr_fs *fs, int n, const dfr_train_opts *
                            "interrupted while setting the threshold%s", o->checkpoint ?
                            "; training is done, and --resume goes straight to the threshold" : "");
     }
+    size_t bad = rc ? 0 : first_nonfinite(scores, SS * n);
+    if (!rc && bad < SS * n)
+        rc = dfr_error(DFRCL_ERR_INVALID_ARG,
+                       "setting the threshold: the pixel scores of %s are not finite (%g): the "
+                       "autoencoder or the features hold non-finite values (check the backbone "
+                       "weights and the images, or train with a lower --lr)",
+                       images[bad / SS], (double)scores[bad]);
     if (!rc) {
         m->info.threshold = threshold_from_scores(scores, SS * n, o->fpr);
         dfr_log(1, "threshold %.6g (pixel false-positive rate %g on the training images)",
@@ -171,6 +187,8 @@ typedef struct train_state {
     int n_losses;
     int done;         /* stopped early */
     double last_loss; /* the last finished epoch's loss */
+    double initial_loss; /* the untrained autoencoder's loss (the first step's); 0 = unknown */
+    int diverged;        /* training failed: the loss or the weights are not finite, or too high */
     double seconds;   /* training time before this process */
 } train_state;
 
@@ -214,9 +232,31 @@ static void describe_options(const dfr_train_opts *o, int size, int layers, char
              o->epochs, o->batch, (double)o->lr, o->positions, o->patience, o->seed, prec);
 }
 
+/* Training diverged: `what` says how. The usual causes: too high a learning rate, or features
+ * too large to train on (damaged backbone weights or inputs); lead with the likelier one. */
+static int diverged(const dfr_train_opts *o, const char *what)
+{
+    dfr_train_opts d;
+    dfr_train_defaults(&d);
+    d.recipe = o->recipe;
+    dfr_train_resolve(&d, 1);
+    if (o->lr > d.lr)
+        return dfr_error(DFRCL_ERR_INVALID_ARG,
+                         "training diverged: %s. The learning rate (--lr %g) is likely too high: "
+                         "try a lower one (the %s recipe's default is %g); if that does not help, "
+                         "check the backbone weights and the images",
+                         what, (double)o->lr, dfr_recipe_name(o->recipe), (double)d.lr);
+    return dfr_error(DFRCL_ERR_INVALID_ARG,
+                     "training diverged: %s. The backbone weights or the images likely give "
+                     "features too large to train on (check the weights file), or the learning "
+                     "rate (--lr %g) is too high for these data: try a lower one",
+                     what, (double)o->lr);
+}
+
 /* seconds: the training time so far, this process's included. */
-static int write_checkpoint(const char *path, dfr_cae *cae, const train_state *st, double seconds,
-                            const run_identity *id, int latent, int precision)
+static int write_checkpoint(const char *path, dfr_cae *cae, train_state *st, double seconds,
+                            const run_identity *id, int latent, int precision,
+                            const dfr_train_opts *o)
 {
     size_t np = dfr_cae_nparams(cae), nr = dfr_cae_nrunning(cae);
     float *buf = malloc((3 * np + nr) * sizeof(float));
@@ -224,6 +264,13 @@ static int write_checkpoint(const char *path, dfr_cae *cae, const train_state *s
     int64_t steps = 0;
     if (!buf) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory for the checkpoint");
     int rc = dfr_cae_get_state(cae, buf, buf + np, buf + 2 * np, buf + 3 * np, &steps, loss);
+    if (!rc && first_nonfinite(buf, 3 * np + nr) < 3 * np + nr) {
+        char what[128];
+        snprintf(what, sizeof what, "the autoencoder's weights are not finite by step %lld "
+                 "(epoch %d), so no checkpoint is written", (long long)st->step, st->epoch + 1);
+        rc = diverged(o, what);
+        st->diverged = 1;
+    }
     dfr_st_writer *w = NULL;
     if (!rc) rc = dfr_st_writer_new(&w);
     int64_t snp[1] = {(int64_t)np}, snr[1] = {(int64_t)nr}, s3[1] = {3};
@@ -253,6 +300,7 @@ static int write_checkpoint(const char *path, dfr_cae *cae, const train_state *s
     META("adam_steps", "%lld", (long long)steps)
     META("done", "%d", st->done)
     META("last_loss", "%.17g", st->last_loss)
+    META("initial_loss", "%.17g", st->initial_loss)
     META("seconds", "%.3f", seconds)
 #undef META
     if (!rc) rc = dfr_st_writer_write(w, path);
@@ -308,6 +356,10 @@ static int peek_checkpoint(const char *path, const run_identity *id, int *latent
     if (!rc) rc = dfr_st_meta_long(st, path, "done", 0, LONG_MAX, &done);
     if (!rc) rc = dfr_st_meta_double(st, path, "last_loss", &ts->last_loss);
     if (!rc) rc = dfr_st_meta_double(st, path, "seconds", &ts->seconds);
+    if (!rc && dfr_st_meta_double(st, path, "initial_loss", &ts->initial_loss) != 0) {
+        ts->initial_loss = 0; /* older checkpoints lack it: the divergence check then skips */
+        dfr_error_clear();
+    }
     if (!rc && (next > n_images || lat < 1))
         rc = dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint state out of range", path);
     dfr_st_close(&st);
@@ -339,6 +391,9 @@ static int load_checkpoint(const char *path, dfr_cae *cae, train_state *ts)
     int64_t se[1] = {ts->n_losses};
     if (!rc) rc = dfr_st_read_f32(st, "epoch_losses", 1, se, ts->losses, (size_t)ts->n_losses);
     if (!rc) rc = dfr_st_meta_long(st, path, "adam_steps", 0, LONG_MAX, &steps);
+    if (!rc && first_nonfinite(buf, 3 * np + nr) < 3 * np + nr)
+        rc = dfr_error(DFRCL_ERR_FORMAT, "the checkpoint holds non-finite values; start afresh "
+                       "without --resume");
     if (!rc) rc = dfr_cae_set_state(cae, buf, buf + np, buf + 2 * np, buf + 3 * np, steps, loss);
     if (rc) rc = dfr_error_prefix(rc, "resuming from %s", path);
     dfr_st_close(&st);
@@ -402,6 +457,23 @@ static int should_stop(const float *loss, int epochs, int window)
     double recent = (double)loss[epochs - 1 - window] - loss[epochs - 1];
     double total = (double)loss[0] - loss[epochs - 1];
     return recent < STOP_FRACTION * total;
+}
+
+/* A healthy training never ends with a loss this many times the untrained autoencoder's (with a
+ * sane learning rate even the first epoch's mean stays near it); one that does has diverged and
+ * scores nothing, although its values are finite. */
+#define DIVERGED_FACTOR 10.0
+static int check_converged(train_state *ts, const dfr_train_opts *o)
+{
+    if (!(ts->initial_loss > 0) || ts->epoch < 1 ||
+        ts->last_loss <= DIVERGED_FACTOR * ts->initial_loss)
+        return DFRCL_OK;
+    char what[160];
+    snprintf(what, sizeof what, "after %d epoch(s) the loss is %.4g, %.0f times the untrained "
+             "autoencoder's %.4g", ts->epoch, ts->last_loss, ts->last_loss / ts->initial_loss,
+             ts->initial_loss);
+    ts->diverged = 1;
+    return diverged(o, what);
 }
 
 /* The trained autoencoder as one that scores whole images (the fast recipe trains on fewer
@@ -609,7 +681,11 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
                 if (!rc) rc = dfr_fs_gather(fs, perm + b0, bs, pos, k, batch);
                 int nb = b0 + bs < n ? (n - b0 - bs < o.batch ? n - b0 - bs : o.batch) : 0;
                 if (nb) dfr_fs_hint(fs, perm + b0 + bs, nb);
-                if (!rc) rc = dfr_cae_train_step(m->cae, batch, 0, bs, o.lr, NULL);
+                /* The untrained autoencoder's loss, the yardstick of divergence: read once. */
+                float first = 0;
+                if (!rc)
+                    rc = dfr_cae_train_step(m->cae, batch, 0, bs, o.lr, ts.step ? NULL : &first);
+                if (!rc && ts.step == 0) ts.initial_loss = first;
                 ts.step++;
             }
             ts.next = b0 + bs;
@@ -617,7 +693,7 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
             int stop = (o.stop && *o.stop) || (o.stop_at_step > 0 && ts.step == o.stop_at_step);
             if (!rc && o.checkpoint && (stop || now_s() - t_ck >= (o.checkpoint_s > 0 ? o.checkpoint_s : 300))) {
                 rc = write_checkpoint(o.checkpoint, m->cae, &ts, ts.seconds + now_s() - t_start,
-                                      &id, info->latent, dfr_fs_precision(fs));
+                                      &id, info->latent, dfr_fs_precision(fs), &o);
                 t_ck = now_s();
                 if (!rc) dfr_log(2, "checkpoint %s: epoch %d, step %lld", o.checkpoint, ts.epoch + 1,
                                  (long long)ts.step);
@@ -633,6 +709,13 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
         if (rc) break;
         double loss = 0;
         rc = dfr_cae_epoch_loss(m->cae, &loss, NULL);
+        if (!rc && !isfinite(loss)) {
+            char what[128];
+            snprintf(what, sizeof what, "the loss became %g in epoch %d (by step %lld)", loss,
+                     ts.epoch + 1, (long long)ts.step);
+            rc = diverged(&o, what);
+            ts.diverged = 1;
+        }
         if (rc) break;
         ts.epoch++;
         ts.next = 0;
@@ -650,12 +733,15 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
         if (ts.done)
             dfr_log(1, "the loss has levelled off: stopped after epoch %d (loss %.6g)", ts.epoch, loss);
     }
+    if (!rc) rc = check_converged(&ts, &o);
+    /* A diverged run is not worth resuming: with the same options it diverges again. */
+    if (rc && rc != DFRCL_ERR_INTERRUPTED && o.checkpoint && ts.diverged) remove(o.checkpoint);
     /* Training is done: a last checkpoint, so that an interruption from here on (the threshold
      * scores every training image) resumes without training again. */
     if (!rc && o.checkpoint) {
         ts.done = 1;
         rc = write_checkpoint(o.checkpoint, m->cae, &ts, ts.seconds + now_s() - t_start, &id,
-                              info->latent, dfr_fs_precision(fs));
+                              info->latent, dfr_fs_precision(fs), &o);
     }
     if (!rc) {
         info->epochs = ts.epoch;
@@ -673,7 +759,7 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
         dfr_cae_free(&m->cae);
         m->cae = scorer;
     }
-    if (!rc) rc = set_threshold(m, fs, n, &o);
+    if (!rc) rc = set_threshold(m, fs, images, n, &o);
     free(perm);
     free(pick);
     free(scratch);

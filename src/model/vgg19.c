@@ -84,6 +84,18 @@ int dfr_vgg19_from_arrays(dfr_vgg19 **out, dfr_runtime *rt, int layers, const fl
     return DFRCL_OK;
 }
 
+/* Non-finite weights make every feature NaN, and everything trained on them: refuse them here. */
+static int check_finite(const char *path, const char *name, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return dfr_error(DFRCL_ERR_FORMAT,
+                             "%s: tensor %s: element %zu is %g: the weights file is damaged "
+                             "(non-finite values); use an intact copy",
+                             path, name, i, (double)x[i]);
+    return DFRCL_OK;
+}
+
 /* "features.0, features.2, ..." of the conv weights a file has, for error messages. */
 static void list_layers(dfr_safetensors *st, char *buf, size_t n)
 {
@@ -133,6 +145,8 @@ int dfr_vgg19_load(dfr_vgg19 **out, dfr_runtime *rt, const char *path, int layer
         }
         rc = dfr_st_read_f32(st, wn, 4, ws, w[i], wc);
         if (!rc) rc = dfr_st_read_f32(st, bn, 1, bs, b[i], (size_t)layer_cout[i]);
+        if (!rc) rc = check_finite(path, wn, w[i], wc);
+        if (!rc) rc = check_finite(path, bn, b[i], (size_t)layer_cout[i]);
     }
     dfr_st_close(&st);
     if (!rc) rc = dfr_vgg19_from_arrays(out, rt, layers, (const float *const *)w,
