@@ -333,6 +333,8 @@ int dfr_model_load(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char 
                        "--weights (and --layers) as for training",
                        path, m->info.layers, m->info.backbone_desc, m->info.backbone_sha256,
                        vgg->layers, vgg->identity);
+    if (!rc && (rc = dfr_vgg19_check_size(vgg, m->info.size)))
+        rc = dfr_error_prefix(rc, "%s: metadata 'size'", path);
     int q = m->info.size / 4;
     dfr_sha256 h;
     dfr_sha256_init(&h);
