@@ -148,8 +148,9 @@ static cl_program load_cached(dfr_runtime *rt, const char *path, const char *key
     else if ((err = clBuildProgram(p, 1, &rt->device, opts, NULL, NULL)) != CL_SUCCESS)
         snprintf(reason, sizeof reason, "did not build (%s)", dfrcl_status_name(err));
     else {
-        cl_uint nk = 0;
-        if (clGetProgramInfo(p, CL_PROGRAM_NUM_KERNELS, sizeof nk, &nk, NULL) != CL_SUCCESS ||
+        /* Some drivers (PoCL) cannot answer this for a binary; then kernel creation checks. */
+        size_t nk = 1;
+        if (clGetProgramInfo(p, CL_PROGRAM_NUM_KERNELS, sizeof nk, &nk, NULL) == CL_SUCCESS &&
             nk == 0)
             snprintf(reason, sizeof reason, "holds no kernels");
     }
