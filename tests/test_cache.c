@@ -247,7 +247,17 @@ static int setup_entries(void **state)
 static void test_valid_entries_reused(void **state)
 {
     (void)state;
+    /* A temp file of a writer killed earlier: the next run removes it. */
+    pid_t gone = fork();
+    assert_true(gone >= 0);
+    if (gone == 0) _exit(0);
+    assert_int_equal(waitpid(gone, NULL, 0), gone);
+    char stale[700];
+    snprintf(stale, sizeof stale, "%s/" DFR_TEMP_PREFIX "%ld.0123456789ab", cache, (long)gone);
+    put_bytes(stale, "half an entry", 13);
     assert_int_equal(run(cache, DO_POOL | DO_SCORE), 0);
+    assert_int_equal(count_temps(cache), 0);
+    assert_true(log_has("removed", stale));
     assert_true(log_has("cache: loaded", pool_entry));
     assert_true(log_has("cache: loaded", score_entry));
     quiet_log = 1;
