@@ -106,8 +106,13 @@ static void cache_key(dfr_runtime *rt, const dfr_kernel_source *common,
 /* Removes a bad cache entry (a file, or an empty directory squatting its name) and says why. */
 static void drop_entry(const char *path, const char *reason)
 {
-    dfr_log(1, "kernel cache: %s: %s; removed it, rebuilding from source", path, reason);
-    if (unlink(path) != 0 && (errno == EISDIR || errno == EPERM)) rmdir(path);
+    int gone = unlink(path) == 0 || errno == ENOENT ||
+               ((errno == EISDIR || errno == EPERM) && rmdir(path) == 0);
+    if (gone)
+        dfr_log(1, "kernel cache: %s: %s; removed it, rebuilding from source", path, reason);
+    else
+        dfr_log(1, "kernel cache: %s: %s; cannot remove it (%s), building from source; remove "
+                   "it by hand", path, reason, strerror(errno));
 }
 
 /* Tries the cached entry at `path`; returns NULL when there is none or it is unusable (then it
