@@ -204,7 +204,7 @@ static void test_npy_round_trip(void **state)
     DIR *d = opendir(tmpdir);
     assert_non_null(d);
     struct dirent *e;
-    while ((e = readdir(d))) assert_null(strstr(e->d_name, ".tmp."));
+    while ((e = readdir(d))) assert_null(strstr(e->d_name, "tmp.")); /* .dfrcl-tmp.* */
     closedir(d);
 }
 

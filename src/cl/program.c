@@ -2,11 +2,18 @@
  *
  * A program is common.cl followed by one stage file, built with per-device -D options. Its
  * compiled binary is cached at <cache_dir>/<sha256>.clbin, the key hashing the sources, the
- * options, the device name, driver and platform versions and dfrcl's version. Writes are atomic;
- * any cache problem (unreadable, stale, rejected binary) falls back to a build from source. */
+ * options, the device name, driver and platform versions and dfrcl's version. Each entry carries
+ * a header (cl/cache_entry.h: length, SHA-256, key) checked before the driver sees the binary.
+ * Writes are atomic. An entry that fails a check, is not a regular file, is rejected by the driver,
+ * fails to build or lacks a kernel is removed with one log line and rebuilt from source: a damaged
+ * or copied cache never stops a run. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "cl/cache_entry.h"
 #include "cl/kernels.h"
 #include "cl/runtime.h"
 #include "util/error.h"
@@ -24,6 +31,10 @@ struct dfr_program_entry {
     char *options;
     cl_program program;
     kernel_entry *kernels; /* kernels handed out by dfr_kernel_get */
+    char key[65];          /* cache key, "" without a cache */
+    char cache_path[4096 + 80]; /* "" without a cache */
+    int from_cache;        /* program came from the cache entry (not yet proven complete) */
+    cl_program retired;    /* a cached program replaced by a source build */
     dfr_program_entry *next;
 };
 
@@ -47,6 +58,7 @@ void dfr_program_cache_free(dfr_runtime *rt)
             free(k);
         }
         if (e->program) clReleaseProgram(e->program);
+        if (e->retired) clReleaseProgram(e->retired);
         free(e->file);
         free(e->options);
         free(e);
@@ -80,7 +92,7 @@ static void cache_key(dfr_runtime *rt, const dfr_kernel_source *common,
 {
     dfr_sha256 h;
     dfr_sha256_init(&h);
-    dfr_sha256_update_str(&h, "dfrcl-program-cache-v1");
+    dfr_sha256_update_str(&h, "dfrcl-program-cache-v2"); /* v2: entries carry a header */
     dfr_sha256_update_str(&h, DFRCL_VERSION);
     dfr_sha256_update_str(&h, common->text);
     dfr_sha256_update_str(&h, src->text);
@@ -91,35 +103,71 @@ static void cache_key(dfr_runtime *rt, const dfr_kernel_source *common,
     dfr_sha256_hex(&h, hex);
 }
 
-/* Tries the cached binary; returns NULL on any problem (the caller builds from source). */
-static cl_program load_cached(dfr_runtime *rt, const char *path, const char *opts)
+/* Removes a bad cache entry (a file, or an empty directory squatting its name) and says why. */
+static void drop_entry(const char *path, const char *reason)
 {
-    unsigned char *bin = NULL;
+    int gone = unlink(path) == 0 || errno == ENOENT ||
+               ((errno == EISDIR || errno == EPERM) && rmdir(path) == 0);
+    if (gone)
+        dfr_log(1, "kernel cache: %s: %s; removed it, rebuilding from source", path, reason);
+    else
+        dfr_log(1, "kernel cache: %s: %s; cannot remove it (%s), building from source; remove "
+                   "it by hand", path, reason, strerror(errno));
+}
+
+/* Tries the cached entry at `path`; returns NULL when there is none or it is unusable (then it
+ * is removed, and the caller builds from source and stores a fresh one). */
+static cl_program load_cached(dfr_runtime *rt, const char *path, const char *key, const char *opts)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) return NULL; /* a plain miss */
+    unsigned char *buf = NULL;
     size_t len = 0;
-    if (dfr_read_file(path, &bin, &len) != DFRCL_OK || len == 0) {
-        free(bin);
+    if (dfr_read_file(path, &buf, &len) != DFRCL_OK) {
+        /* The message starts with the path; keep only what follows it. */
+        const char *msg = dfrcl_last_error(), *why = msg;
+        size_t n = strlen(path);
+        if (strncmp(msg, path, n) == 0 && strncmp(msg + n, ": ", 2) == 0) why = msg + n + 2;
+        char reason[512];
+        snprintf(reason, sizeof reason, "%s", why);
         dfr_error_clear();
+        drop_entry(path, reason);
         return NULL;
     }
-    cl_int status = CL_SUCCESS, err;
-    const unsigned char *bins[1] = {bin};
+    const unsigned char *bin = NULL;
+    size_t bin_len = 0;
+    int status = dfr_cache_entry_parse(buf, len, key, &bin, &bin_len);
+    if (status != DFR_CACHE_ENTRY_OK) {
+        free(buf);
+        drop_entry(path, dfr_cache_entry_reason(status));
+        return NULL;
+    }
+    cl_int bin_status = CL_SUCCESS, err;
     cl_program p =
-        clCreateProgramWithBinary(rt->context, 1, &rt->device, &len, bins, &status, &err);
-    free(bin);
-    if (err != CL_SUCCESS || status != CL_SUCCESS) {
-        if (p) clReleaseProgram(p);
-        dfr_log(2, "cache: %s rejected by the driver; rebuilding", path);
-        return NULL;
+        clCreateProgramWithBinary(rt->context, 1, &rt->device, &bin_len, &bin, &bin_status, &err);
+    free(buf);
+    char reason[128] = "";
+    if (err != CL_SUCCESS || bin_status != CL_SUCCESS)
+        snprintf(reason, sizeof reason, "rejected by the driver (%s)",
+                 dfrcl_status_name(err != CL_SUCCESS ? err : bin_status));
+    else if ((err = clBuildProgram(p, 1, &rt->device, opts, NULL, NULL)) != CL_SUCCESS)
+        snprintf(reason, sizeof reason, "did not build (%s)", dfrcl_status_name(err));
+    else {
+        /* Some drivers (PoCL) cannot answer this for a binary; then kernel creation checks. */
+        size_t nk = 1;
+        if (clGetProgramInfo(p, CL_PROGRAM_NUM_KERNELS, sizeof nk, &nk, NULL) == CL_SUCCESS &&
+            nk == 0)
+            snprintf(reason, sizeof reason, "holds no kernels");
     }
-    if (clBuildProgram(p, 1, &rt->device, opts, NULL, NULL) != CL_SUCCESS) {
-        clReleaseProgram(p);
-        dfr_log(2, "cache: %s did not build; rebuilding", path);
+    if (reason[0]) {
+        if (p) clReleaseProgram(p);
+        drop_entry(path, reason);
         return NULL;
     }
     return p;
 }
 
-static void store_cached(dfr_runtime *rt, cl_program p, const char *path)
+static void store_cached(dfr_runtime *rt, cl_program p, const char *key, const char *path)
 {
     size_t size = 0;
     if (clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS ||
@@ -129,14 +177,38 @@ static void store_cached(dfr_runtime *rt, cl_program p, const char *path)
     if (!bin) return;
     unsigned char *bins[1] = {bin};
     if (clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS) {
-        if (dfr_mkdir_p(rt->cache_dir) != DFRCL_OK ||
-            dfr_write_file_atomic(path, bin, size) != DFRCL_OK) {
+        unsigned char hdr[DFR_CACHE_ENTRY_HEADER];
+        dfr_cache_entry_header(hdr, key, bin, size);
+        dfr_atomic_file af;
+        int rc = dfr_mkdir_p(rt->cache_dir);
+        if (!rc) rc = dfr_atomic_open(&af, path);
+        if (!rc && (fwrite(hdr, 1, sizeof hdr, af.f) != sizeof hdr ||
+                    fwrite(bin, 1, size, af.f) != size)) {
+            dfr_atomic_abort(&af);
+            rc = dfr_error(DFRCL_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        } else if (!rc)
+            rc = dfr_atomic_commit(&af);
+        if (rc) {
             dfr_log(2, "cache: cannot write %s: %s (continuing without)", path,
                     dfrcl_last_error());
             dfr_error_clear();
         }
     }
     free(bin);
+}
+
+/* Builds `file` from source and, when the cache is on (path != ""), stores it. */
+static int build_from_source(dfr_runtime *rt, const char *file, const char *opts, const char *key,
+                             const char *path, cl_program *out)
+{
+    const dfr_kernel_source *common = find_source("common.cl");
+    const dfr_kernel_source *src = find_source(file);
+    if (!common || !src)
+        return dfr_error(DFRCL_ERR_INTERNAL, "kernel source %s is not embedded in this build", file);
+    const char *texts[2] = {common->text, src->text};
+    int rc = dfr_program_build(rt, file, 2, texts, opts, out);
+    if (!rc && path[0]) store_cached(rt, *out, key, path);
+    return rc;
 }
 
 int dfr_program_build(dfr_runtime *rt, const char *name, int n, const char *const *texts,
@@ -159,6 +231,11 @@ int dfr_program_build(dfr_runtime *rt, const char *name, int n, const char *cons
     return DFRCL_OK;
 }
 
+static void full_options(const char *options, char *opts, size_t n)
+{
+    snprintf(opts, n, "-cl-std=CL1.2 %s", options);
+}
+
 int dfr_program_get(dfr_runtime *rt, const char *file, const char *options, cl_program *out)
 {
     *out = NULL;
@@ -174,34 +251,53 @@ int dfr_program_get(dfr_runtime *rt, const char *file, const char *options, cl_p
         return dfr_error(DFRCL_ERR_INTERNAL, "kernel source %s is not embedded in this build", file);
 
     char opts[2048];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s", options);
-
-    char path[4096 + 80] = "";
-    cl_program prog = NULL;
-    if (rt->cache_dir[0]) {
-        char hex[65];
-        cache_key(rt, common, src, opts, hex);
-        snprintf(path, sizeof path, "%s/%s.clbin", rt->cache_dir, hex);
-        prog = load_cached(rt, path, opts);
-        if (prog) dfr_log(2, "cache: loaded %s for %s", path, file);
-    }
-    if (!prog) {
-        const char *texts[2] = {common->text, src->text};
-        int rc = dfr_program_build(rt, file, 2, texts, opts, &prog);
-        if (rc) return rc;
-        if (path[0]) store_cached(rt, prog, path);
-    }
+    full_options(options, opts, sizeof opts);
     dfr_program_entry *e = calloc(1, sizeof *e);
     if (!e || !(e->file = strdup(file)) || !(e->options = strdup(options))) {
         if (e) free(e->file);
         free(e);
-        clReleaseProgram(prog);
         return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    }
+    cl_program prog = NULL;
+    if (rt->cache_dir[0]) {
+        cache_key(rt, common, src, opts, e->key);
+        snprintf(e->cache_path, sizeof e->cache_path, "%s/%s.clbin", rt->cache_dir, e->key);
+        prog = load_cached(rt, e->cache_path, e->key, opts);
+        if (prog) dfr_log(2, "cache: loaded %s for %s", e->cache_path, file);
+        e->from_cache = prog != NULL;
+    }
+    if (!prog) {
+        int rc = build_from_source(rt, file, opts, e->key, e->cache_path, &prog);
+        if (rc) {
+            free(e->file);
+            free(e->options);
+            free(e);
+            return rc;
+        }
     }
     e->program = prog;
     e->next = rt->programs;
     rt->programs = e;
     *out = prog;
+    return DFRCL_OK;
+}
+
+/* A cached program that lacks a kernel its source has (a binary from elsewhere under a valid
+ * header): drop the entry, rebuild from source. The old program is kept until the runtime
+ * closes, as callers may still hold it. */
+static int rebuild_uncached(dfr_runtime *rt, dfr_program_entry *e, const char *kernel, cl_int err)
+{
+    char reason[300];
+    snprintf(reason, sizeof reason, "lacks kernel %s (%s)", kernel, dfrcl_status_name(err));
+    drop_entry(e->cache_path, reason);
+    char opts[2048];
+    full_options(e->options, opts, sizeof opts);
+    cl_program prog = NULL;
+    int rc = build_from_source(rt, e->file, opts, e->key, e->cache_path, &prog);
+    if (rc) return rc;
+    e->retired = e->program;
+    e->program = prog;
+    e->from_cache = 0;
     return DFRCL_OK;
 }
 
@@ -214,6 +310,15 @@ int dfr_kernel_create(dfr_runtime *rt, const char *file, const char *options, co
     if (rc) return rc;
     cl_int err;
     *out = clCreateKernel(p, name, &err);
+    if (err == CL_INVALID_KERNEL_NAME || err == CL_INVALID_PROGRAM_EXECUTABLE) {
+        dfr_program_entry *e = rt->programs;
+        while (e && e->program != p) e = e->next;
+        if (e && e->from_cache) {
+            rc = rebuild_uncached(rt, e, name, err);
+            if (rc) return rc;
+            *out = clCreateKernel(e->program, name, &err);
+        }
+    }
     if (err != CL_SUCCESS) {
         *out = NULL;
         char msg[256];

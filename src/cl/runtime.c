@@ -1,12 +1,16 @@
 #include "cl/runtime.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "util/error.h"
+#include "util/fsutil.h"
 
 #define NO_PLATFORM_ADVICE                                                                     \
     "install an OpenCL driver: a GPU vendor's driver with OpenCL support, or PoCL for the CPU " \
@@ -198,7 +202,8 @@ static int pick_device(const dfrcl_device_info *infos, int n, const char *sel, i
     return dfr_error(DFRCL_ERR_NO_DEVICE, "no OpenCL device matches '%s'; devices: %s", sel, list);
 }
 
-static void default_cache_dir(char *buf, size_t n, const char *requested)
+/* Returns where the choice came from, for messages. */
+static const char *default_cache_dir(char *buf, size_t n, const char *requested)
 {
     const char *env = getenv("DFRCL_CACHE_DIR");
     if (requested) snprintf(buf, n, "%s", requested);
@@ -207,6 +212,36 @@ static void default_cache_dir(char *buf, size_t n, const char *requested)
         snprintf(buf, n, "%s/dfrcl", getenv("XDG_CACHE_HOME"));
     else if (getenv("HOME") && *getenv("HOME")) snprintf(buf, n, "%s/.cache/dfrcl", getenv("HOME"));
     else buf[0] = 0;
+    return requested ? "kernel cache folder" : env ? "DFRCL_CACHE_DIR" : "default kernel cache";
+}
+
+/* A cache folder that is a file, cannot be created or is not writable turns the cache off with
+ * one warning (a run never fails for its cache); a usable one loses its stale temp files. */
+static void check_cache_dir(char *dir, const char *origin)
+{
+    if (!dir[0]) return;
+    struct stat st;
+    const char *why = NULL;
+    char msg[600] = "";
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        snprintf(msg, sizeof msg, "is not a folder (it is %s)", dfr_file_kind(st.st_mode));
+        why = msg;
+    } else if (dfr_mkdir_p(dir) != DFRCL_OK) {
+        snprintf(msg, sizeof msg, "cannot be created (%s)", dfrcl_last_error());
+        dfr_error_clear();
+        why = msg;
+    } else if (access(dir, W_OK | X_OK) != 0) {
+        snprintf(msg, sizeof msg, "is not writable (%s)", strerror(errno));
+        why = msg;
+    }
+    if (why) {
+        dfr_log(1, "warning: %s %s %s; running without the kernel cache, so kernels are "
+                   "compiled on every run (set DFRCL_CACHE_DIR to a writable folder, or to \"\" "
+                   "to turn the cache off quietly)", origin, dir, why);
+        dir[0] = 0;
+        return;
+    }
+    dfr_clean_stale_temps(dir);
 }
 
 void dfr_program_cache_free(dfr_runtime *rt); /* program.c */
@@ -234,7 +269,8 @@ int dfr_runtime_open(dfr_runtime **out, const char *selector, const char *cache_
     rt->device = ids[chosen];
     rt->platform = plats[chosen];
     rt->profiling = profiling;
-    default_cache_dir(rt->cache_dir, sizeof rt->cache_dir, cache_dir);
+    const char *origin = default_cache_dir(rt->cache_dir, sizeof rt->cache_dir, cache_dir);
+    check_cache_dir(rt->cache_dir, origin);
 
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)rt->platform, 0};

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -302,8 +303,15 @@ int dfr_npy_read_f32(const char *path, int *ndim, int64_t shape[DFR_NPY_MAX_DIMS
     *data = NULL;
     if (!path) return dfr_error(DFRCL_ERR_INVALID_ARG, "npy read: path is NULL");
 
-    FILE *f = fopen(path, "rb");
-    if (!f) return dfr_error(DFRCL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* Refuses a FIFO (which would block), a directory or a device, by name. */
+    int fd;
+    int orc = dfr_open_regular(path, &fd, NULL);
+    if (orc) return orc;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return dfr_error(DFRCL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
     int rc = DFRCL_OK;
     char *text = NULL;
     float *out = NULL;

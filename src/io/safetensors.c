@@ -422,21 +422,11 @@ int dfr_st_open(dfr_safetensors **out, const char *path)
     int rc = st_new(&st, path);
     if (rc) return rc;
     char *hdr = NULL;
-    st->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (st->fd < 0) {
-        rc = dfr_error(DFRCL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        goto fail;
-    }
-    struct stat sb;
-    if (fstat(st->fd, &sb) != 0) {
-        rc = dfr_error(DFRCL_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-        goto fail;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        rc = dfr_error(DFRCL_ERR_IO, "%s: not a regular file", path);
-        goto fail;
-    }
-    st->size = (uint64_t)sb.st_size;
+    /* Refuses a FIFO (which would block), a directory or a device, by name. */
+    off_t fsize = 0;
+    rc = dfr_open_regular(path, &st->fd, &fsize);
+    if (rc) goto fail;
+    st->size = (uint64_t)fsize;
     if (st->size < 8) {
         rc = too_short(st);
         goto fail;
