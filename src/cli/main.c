@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "util/error.h"
+#include "util/fsutil.h"
 
 static const struct {
     const char *name;
@@ -36,13 +37,10 @@ static void usage(FILE *f)
 static volatile int stop_flag;
 static volatile sig_atomic_t stop_signal;
 
-/* The temp-file cleaner of fsutil, where it is linked in (a weak reference: NULL otherwise). */
-extern void dfr_atomic_abort_all(void) __attribute__((weak));
-
 static void on_signal(int sig)
 {
     if (stop_flag) { /* a second signal: no safe point to wait for, end now */
-        if (dfr_atomic_abort_all) dfr_atomic_abort_all();
+        dfr_atomic_abort_all(); /* unlinks this process's temp files: nothing half-written stays */
         signal(sig, SIG_DFL);
         raise(sig);
     }
