@@ -31,7 +31,8 @@ static void usage(FILE *f)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\n'dfrcl <command> --help' describes a command's options.\n"
                "environment: DFRCL_DEVICE (device index or name substring), DFRCL_CACHE_DIR\n"
-               "(compiled-kernel cache; empty disables it), DFRCL_WEIGHTS (backbone weights).\n");
+               "(compiled-kernel cache; empty disables it), DFRCL_WEIGHTS (backbone weights),\n"
+               "DFRCL_MAX_DECODE_MB (memory limit for decoding one image, default 512).\n");
 }
 
 static volatile int stop_flag;
