@@ -107,8 +107,8 @@ static void check_list(const char *dir, int rc, const dfr_file_list *l)
     for (int i = 0; i < l->count; i++) {
         const char *p = l->paths[i], *base = p + dl + 1, *dot = strrchr(base, '.');
         struct stat st;
-        int image = dot && base[0] != '.' &&
-                    (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
+        int image = dot && base[0] != '.' && (!strcasecmp(dot, ".png") ||
+                                              !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
         if (strncmp(p, dir, dl) || p[dl] != '/' || strchr(base, '/') || !image ||
             stat(p, &st) != 0 || !S_ISREG(st.st_mode) || (i && strcmp(l->paths[i - 1], p) >= 0))
             abort();

@@ -31,8 +31,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dfr_model_info info;
     int rc = dfr_model_peek(path, &info);
     if (rc == DFRCL_OK) check_info(&info);
-    else if (rc != DFRCL_ERR_FORMAT && rc != DFRCL_ERR_MISMATCH && rc != DFRCL_ERR_HOST_MEMORY) abort();
-    else fuzz_check_message(path);
+    else if (rc == DFRCL_ERR_FORMAT || rc == DFRCL_ERR_MISMATCH || rc == DFRCL_ERR_HOST_MEMORY)
+        fuzz_check_message(path);
+    else abort();
 
     int layers = -1;
     rc = dfr_vgg19_file_layers(path, &layers);

@@ -1,6 +1,6 @@
 /* libFuzzer target for the .npy reader: any input must read back as a float32 array whose
- * elements are the file's last 4 x (product of the shape) bytes, or be refused with a message naming
- * the file; never crash. */
+ * elements are the file's last 4 x (product of the shape) bytes, or be refused with a message
+ * naming the file; never crash. */
 #include "fuzz_common.h"
 #include "io/npy.h"
 
