@@ -3,6 +3,7 @@
 a few valid inputs and a few broken ones per target, each a few KB at most. The image seeds are
 the test fixtures' small PNGs and JPEGs plus damaged copies. Run it again after changing it and
 commit the result:  python3 tests/fuzz/make_corpus.py"""
+import base64
 import hashlib
 import json
 import os
@@ -113,6 +114,16 @@ def gen_images():
     put('jpeg', 'bomb_dims', src[:sof + 5] + struct.pack('>HH', 16000, 16000) + src[sof + 9:])
     sos = src.index(b'\xff\xda')
     put('jpeg', 'no_scan_data', src[:sos] + b'\xff\xd9')
+    # Found by fuzz_jpeg: a 421-byte progressive JPEG declaring 3072x35336 (inside the pixel limit)
+    # that decoded and then resized for minutes; now refused by the decode memory limit.
+    put('jpeg', 'progressive_bomb', base64.b64decode(
+        '/9j/AQELCgsLDQ4SEA0OEQ4LCxUVFQwPFxgWFBgSFBUU/9sAQwEDBAQFBAUJBQUJFA0LDRQUFBQUFBQUFBQUFBQU'
+        'FBRFbXB0eSBKUEVHIGltYWdlIChETkwgbm90IHN1cHBvcnQUFBQUFBQUFBQUFBQUFBTOzs7Ozs7Ozs7Ozs7Ozs7O'
+        'zs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7O'
+        'zs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs4UFBQUFBQUFBQUFBQUFBQUFBQU/8IAEQgMAIoIAwEh'
+        'AAIRAQMRAf/EABYAAQEBAAAAAAAAAAAAAAAAAAMCBv/EABcBAAMBAAAAAAAAAAAAAAAAAAABAgEBPxAz6YFPniH5'
+        'u6qWJUKYEZujfZHvAGuw2HH/xAAjEQEAAQMDAwUAAAAAAAAAAAABAhESMQMTMgAEISJBUYHB/9oACAECAQE/AbdW'
+        'emxWCi46YWh+B7i3UUXW4IJwoVQAMn//2Q=='))
 
 
 def npy(descr="'<f4'", shape='(2, 3)', fortran='False', version=1, data=None, pad=True):
