@@ -27,7 +27,8 @@ P_BOMB = (r'large|pixels|memory|limit|corrupt|truncat|premature|missing|bytes|ze
           r'bad|unsupported|too')
 P_NOTFILE = r'not a regular file|is a directory|directory|folder|fifo|pipe|not a file|special'
 P_LINK = r'symlink|symbolic link|link|no such file|too many levels|dangling|cannot open|loop'
-P_OPT = r'expects|requires an argument|unrecognized|unknown|invalid|need|out of range|not found'
+P_OPT = (r'expects|requires an argument|unrecognized|unknown|invalid|need|out of range|not found|'
+         r'unexpected|usage|trained with|no opencl device|matches')
 P_DEST = (r'cannot|directory|no such|exists|not a|empty|invalid|bad|refus|need|too long|'
           r'not writable')
 
@@ -501,7 +502,7 @@ def nonfinite_cases():
     out.append(weights_case('nonfinite/weights-nan-train-latent', nan_weights(float('nan')),
                             pat=P_NAN, cmd='train', extra=['--latent', '8']))
     out.append(weights_case('nonfinite/weights-f16-nan', lambda c: _f16_nan(c), pat=P_NAN))
-    for lr in ('9.9', '5'):
+    for lr in ('9.9',):
         out.append(Case('nonfinite/lr-%s' % lr, lambda d, ctx, lr=lr: {
             'argv': ['train', '--data', ctx.ds] + SMALL + ['--epochs', '3', '--lr', lr,
                                                           '-o', 'm.safetensors']},
@@ -570,10 +571,10 @@ def image_cases():
     ]
     for id, fn, _ in bombs:
         out.append(image_case(id, fn, pat=P_BOMB, max_rss_mib=1536))
-    # A complete 16-bit RGBA image of 12000 x 12000 zero pixels in about 1 MB: it must not take
+    # A complete 16-bit RGBA image of 10000 x 10000 zero pixels in 0.8 MB: it must not take
     # gigabytes to decode (accepted within a memory bound, or refused for it).
-    out.append(image_case('png/bomb-12000-rgba16', lambda c: gen.png_zero_bomb(12000, 12000),
-                          rc=(0, 1), pat=P_BOMB, max_rss_mib=1536, absent=[], timeout=180))
+    out.append(image_case('png/bomb-10000-rgba16', lambda c: gen.png_zero_bomb(10000, 10000),
+                          rc=(0, 1), pat=P_BOMB, max_rss_mib=768, absent=[], timeout=180))
     # JPEG: a frame header declaring a huge image, and scan data missing or short.
     j = lambda c: read(os.path.join(c.fixtures, 'image_jrgb444.jpg'))
     jg = lambda c: read(os.path.join(c.fixtures, 'image_jgrey.jpg'))
@@ -665,7 +666,7 @@ def fs_cases():
         # A missing checkpoint with --resume: a fresh start is fine, or an error naming it.
         out.append(Case('fs/checkpoint-%s' % kind, ck_build, names=['ck'], pat=pat, timeout=t,
                         absent=['m.safetensors'],
-                        rc=(0, 1) if kind == 'dangling-symlink' else (1,)))
+                        rc=(0, 1) if 'symlink' in kind else (1,)))
 
         # Inside datasets: the entry is reported by name (an error, or a warning and skipped).
         out.append(Case('tree/train-entry-%s' % kind, train_with_bad_image(make=make), names=['bad.png'],
@@ -714,7 +715,7 @@ def fs_cases():
         ('tree/eval-test-empty', lambda d, c: os.makedirs(os.path.join(d, 'data/test')), evl,
          'test', r'no test images'),
         ('tree/eval-test-is-file', lambda d, c: put(d, 'data/test', b'x'), evl, 'test',
-         r'not a folder|not a directory|cannot open|no test'),
+         r'not a folder|not a directory|cannot open|no test|no such'),
         ('tree/eval-test-good-is-file', lambda d, c: put(d, 'data/test/good', b'x'), evl, 'test',
          r'no test images|not a folder|not a directory'),
     ]
@@ -927,7 +928,7 @@ def dest_cases():
     run = lambda o: lambda c: ['run', '--data', c.ds, '--out', o] + SMALL + ['--epochs', '1']
     demo = lambda o: lambda c: ['demo', '--out', o, '--epochs', '1', '--train', '2', '--size', '32',
                                 '--layers', '4']
-    ck = lambda o: lambda c: ['train', '--data', c.ds] + SMALL + ['--epochs', '1', '-o', 'm.safetensors',
+    ck = lambda o: lambda c: ['train', '--data', c.data] + SMALL + ['--epochs', '1', '-o', 'm.safetensors',
                                                                '--eval-every', '1', '--curve', o]
     # (id, files to make first, command, name in the message, final paths that must not appear,
     #  a pattern that must not be in the output: work done before the destination was checked)
@@ -942,7 +943,7 @@ def dest_cases():
         ('dest/train-o-empty', [], train(''), 'output', [], TRAINED),
         ('dest/train-o-missing-folder', [], train('nowhere/m.safetensors'), 'nowhere', ['nowhere'], TRAINED),
         ('dest/train-o-under-a-file', ['file'], train('file/m.safetensors'), 'file', [], TRAINED),
-        ('dest/train-curve-missing-folder', [], ck('nowhere/c.json'), 'nowhere', ['m.safetensors'], TRAINED),
+        ('dest/train-curve-missing-folder', [], ck('nowhere/c.json'), 'nowhere', ['m.safetensors'], None),
         ('dest/eval-json-missing-folder', [], evj('nowhere/e.json'), 'nowhere', ['nowhere'], EVALUATED),
         ('dest/eval-json-folder', ['dir/'], evj('dir'), 'dir', [], EVALUATED),
         ('dest/eval-json-empty', [], evj(''), 'json', [], EVALUATED),
@@ -966,7 +967,9 @@ def dest_cases():
                 else:
                     put(d, m, b'a file\n')
             return {'argv': fn(ctx)}
-        out.append(Case(id, build, rc=(1, 2), names=[name], pat=P_DEST, absent=absent,
+        # "" cannot be named: the option, or the quoted empty name, will do.
+        names = [(name, "''", '""')] if name in ('output', 'out', 'json') else [name]
+        out.append(Case(id, build, rc=(1, 2), names=names, pat=P_DEST, absent=absent,
                         forbid=forbid, name_on_error_line=False))
     # A legal name near NAME_MAX must work (the temp name must not overflow it).
     long = 'f' * 240 + '.safetensors'
