@@ -13,7 +13,7 @@ import gen
 
 RB = ['--random-backbone', '0']
 SMALL = RB + ['--size', '32', '--layers', '4']
-FIFO_TIMEOUT = 15  # a case that may block on a named pipe: long enough for a sanitized build
+FIFO_TIMEOUT = 10  # a case that may block on a named pipe: long enough for a sanitized build
 
 # What is wrong, per class (the error line must also name the file).
 P_TRUNC = (r'truncat|ended|end of|too short|short read|premature|incomplete|corrupt|not valid|'
@@ -1067,7 +1067,7 @@ def cache_cases():
     ]
     for id, fn in kinds:
         out.append(Case(id, damaged(fn), rc=0, present=['out.safetensors'],
-                        timeout=FIFO_TIMEOUT * 4 if 'fifo' in id else 240))
+                        timeout=40 if 'fifo' in id else 240))
     # DFRCL_CACHE_DIR naming a regular file: say so (and work without the cache).
     out.append(Case('cache/dir-is-a-file', lambda d, ctx: (put(d, 'cachefile', b'x'), {
         'argv': ['features'] + SMALL + [ctx.img, '-o', 'out.safetensors'],
