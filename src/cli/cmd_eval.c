@@ -177,8 +177,9 @@ int cmd_eval(int argc, char **argv)
     }
     struct stat st;
     if (masks_dir && (stat(masks_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        fprintf(stderr, "dfrcl: error: %s: no such folder (--masks); give the folder holding "
-                        "<defect>/<stem>_mask.png\n", masks_dir);
+        fprintf(stderr, "dfrcl: error: %s: %s (--masks); give the folder holding "
+                        "<defect>/<stem>_mask.png\n", masks_dir,
+                stat(masks_dir, &st) == 0 ? "not a folder" : "no such folder");
         return 1;
     }
     if (out_dir && stat(out_dir, &st) == 0 && !force) {

@@ -134,7 +134,7 @@ int cmd_train(int argc, char **argv)
     if (!data) data = train_dir;
     char ck_default[4096 + 16];
     if (!ck_path) {
-        snprintf(ck_default, sizeof ck_default, "%s.checkpoint", out_path);
+        cli_sibling_path(ck_default, sizeof ck_default, out_path, ".checkpoint");
         ck_path = ck_default;
     }
     to.checkpoint = ck_path;
@@ -143,7 +143,7 @@ int cmd_train(int argc, char **argv)
     char curve_default[4096 + 16];
     if (to.eval_every) {
         if (!curve_path) {
-            snprintf(curve_default, sizeof curve_default, "%s.curve.json", out_path);
+            cli_sibling_path(curve_default, sizeof curve_default, out_path, ".curve.json");
             curve_path = curve_default;
         }
         if (dfr_test_set_load(train_dir ? NULL : data, NULL, NULL, &curve.ts))

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "util/error.h"
@@ -38,25 +39,41 @@ static void usage(FILE *f)
 static volatile int stop_flag;
 static volatile sig_atomic_t stop_signal;
 
+/* Ends the process now, from a signal handler: only async-signal-safe calls. */
+static void exit_on_signal(int sig)
+{
+    dfr_atomic_abort_all(); /* unlinks this process's temp files: nothing half-written stays */
+    static const char msg[] = "\ndfrcl: interrupted; nothing half-written was left\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    _exit(128 + sig);
+}
+
+/* Commands that stop at safe points (cli_stop_on_signals): the first signal sets the flag they
+ * poll, a second ends the process at once. */
 static void on_signal(int sig)
 {
-    if (stop_flag) { /* a second signal: no safe point to wait for, end now */
-        dfr_atomic_abort_all(); /* unlinks this process's temp files: nothing half-written stays */
-        signal(sig, SIG_DFL);
-        raise(sig);
-    }
+    if (stop_flag) exit_on_signal(sig);
     stop_signal = sig;
     stop_flag = 1;
 }
 
-volatile int *cli_stop_on_signals(void)
+/* Every other command: a signal ends it at once, after removing its temp files. */
+static void on_signal_immediate(int sig) { exit_on_signal(sig); }
+
+static void handle_signals(void (*handler)(int))
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
+    sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+}
+
+volatile int *cli_stop_on_signals(void)
+{
+    handle_signals(on_signal);
     return &stop_flag;
 }
 
@@ -95,6 +112,7 @@ int main(int argc, char **argv)
     /* Past a file-size limit a write fails with EFBIG (reported, temp file removed) instead of
      * killing the process. */
     signal(SIGXFSZ, SIG_IGN);
+    handle_signals(on_signal_immediate);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);

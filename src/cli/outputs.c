@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/hash.h"
 #include "util/fsutil.h"
 
 /* Creates and removes a file in `folder`, first reserving `bytes` in it. */
@@ -173,4 +175,21 @@ void cli_written_free(cli_written *w)
     free(w->paths);
     free(w->is_dir);
     memset(w, 0, sizeof *w);
+}
+
+void cli_sibling_path(char *out, size_t size, const char *path, const char *suffix)
+{
+    const char *slash = strrchr(path, '/');
+    size_t base = strlen(slash ? slash + 1 : path), dir = strlen(path) - base;
+    if (base + strlen(suffix) <= NAME_MAX) {
+        snprintf(out, size, "%s%s", path, suffix);
+        return;
+    }
+    dfr_sha256 h;
+    char hex[65];
+    dfr_sha256_init(&h);
+    dfr_sha256_update_str(&h, path);
+    dfr_sha256_hex(&h, hex);
+    int keep = NAME_MAX - (int)strlen(suffix) - 10; /* "~" + 8 hex digits + margin */
+    snprintf(out, size, "%.*s%.*s~%.8s%s", (int)dir, path, keep, path + dir, hex, suffix);
 }

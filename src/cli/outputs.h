@@ -27,6 +27,11 @@ char *cli_utf8(const char *s, int *lossy);
  * also gets its exact bytes, in hexadecimal, under "<key>_hex". */
 void cli_json_add_name(cJSON *o, const char *key, const char *name);
 
+/* PATH with SUFFIX appended (a model's ".checkpoint" or ".curve.json" beside it), into out[size].
+ * A file name that would pass NAME_MAX keeps the start of its name and a short hash of the whole
+ * instead, so a legal long model name still gets its companions. */
+void cli_sibling_path(char *out, size_t size, const char *path, const char *suffix);
+
 /* Files and folders a command wrote, to be removed if it is interrupted. */
 typedef struct cli_written {
     char **paths;

@@ -41,6 +41,10 @@ static char *find_mask(const char *masks_root, const char *defect, const char *s
         for (size_t e = 0; e < sizeof ext / sizeof ext[0]; e++) {
             snprintf(p, sizeof p, "%s/%s/%s%s%s", masks_root, defect, stem, suffix[s], ext[e]);
             if (access(p, R_OK) == 0) return strdup(p);
+            struct stat ls;
+            if (lstat(p, &ls) == 0) /* there, but no use: say so rather than skip it silently */
+                dfr_log(1, "warning: %s: %s; this image counts as having no mask", p,
+                        S_ISLNK(ls.st_mode) ? "a dangling or looping link" : "not readable");
         }
     return NULL;
 }

@@ -29,7 +29,7 @@ P_NOTFILE = r'not a regular file|is a directory|directory|folder|fifo|pipe|not a
 P_LINK = r'symlink|symbolic link|link|no such file|too many levels|dangling|cannot open|loop'
 P_OPT = (r'expects|requires an argument|unrecognized|unknown|invalid|need|out of range|not found|'
          r'unexpected|usage|trained with|no opencl device|matches')
-P_DEST = (r'cannot|directory|no such|exists|not a|empty|invalid|bad|refus|need|too long|'
+P_DEST = (r'cannot|directory|folder|no such|exists|not a|empty|invalid|bad|refus|need|too long|'
           r'not writable')
 
 
@@ -1143,8 +1143,9 @@ def signal_cases():
                         check=lambda d, rc, o: None if os.path.exists(
                             os.path.join(d, 'camp', 'cat', 'train.checkpoint')) else 'no checkpoint'))
     # A stale temp file from a killed process is cleaned up by the next run.
+    # dfrcl's temp names are .dfrcl-tmp.<pid>.<random>; pid 4194303 (the largest) is not running.
     def stale(d, ctx):
-        put(d, 'out.safetensors.tmp.999999.0', b'partial')
+        put(d, '.dfrcl-tmp.4194303.0123456789ab', b'partial')
         return {'argv': ['features'] + SMALL + [ctx.img, '-o', 'out.safetensors']}
     out.append(Case('signal/stale-temp-cleaned', stale, rc=0, present=['out.safetensors']))
     return out

@@ -11,7 +11,7 @@ generators in gen.py, nothing large is committed), runs one dfrcl command and ch
 Usage: run.py DFRCL REPO_ROOT [--jobs N] [--only REGEX] [--list] [--keep]
 
 Case ids are stable (class/name); known_failures.txt lists the ids that fail on the current code
-because their fix is elsewhere: those report XFAIL (and XPASS once they pass) and do not fail
+for a known reason not yet fixed: those report XFAIL (and XPASS once they pass) and do not fail
 the suite. Python 3 standard library only."""
 import argparse
 import json
