@@ -127,52 +127,79 @@ static size_t first_nonfinite(const float *x, size_t n)
     return i;
 }
 
-static int cmp_float_desc(const void *a, const void *b)
+/* The k+1 largest pixel scores seen so far, as a min-heap: its root is the (k+1)-th largest, the
+ * score above which a fraction fpr = k / n of the n training pixels lies. It holds fpr of the
+ * scores (0.5% by default), not all of them, and gives the same value as sorting them all. */
+typedef struct top_scores {
+    float *h;
+    size_t len, cap;
+} top_scores;
+
+static void top_sift_down(top_scores *t, size_t i)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < t->len && t->h[l] < t->h[m]) m = l;
+        if (r < t->len && t->h[r] < t->h[m]) m = r;
+        if (m == i) return;
+        float x = t->h[i];
+        t->h[i] = t->h[m];
+        t->h[m] = x;
+        i = m;
+    }
 }
 
-/* The score above which a fraction `fpr` of the training pixels lies. */
-static double threshold_from_scores(float *s, size_t n, double fpr)
+static void top_push(top_scores *t, float v)
 {
-    qsort(s, n, sizeof *s, cmp_float_desc);
-    size_t k = (size_t)floor(fpr * (double)n);
-    if (k >= n) k = n - 1;
-    return s[k];
+    if (t->len < t->cap) { /* not full yet: sift up */
+        size_t i = t->len++;
+        while (i > 0 && t->h[(i - 1) / 2] > v) {
+            t->h[i] = t->h[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+        t->h[i] = v;
+    } else if (v > t->h[0]) { /* replaces the smallest of the kept ones */
+        t->h[0] = v;
+        top_sift_down(t, 0);
+    }
 }
 
 static int set_threshold(dfr_model *m, dfr_fs *fs, const char *const *images, int n,
                          const dfr_train_opts *o)
 {
     int S = m->info.size, P = (S / 4) * (S / 4);
-    size_t SS = (size_t)S * S;
-    float *scores = malloc(SS * n * sizeof(float));
-    int rc = scores ? DFRCL_OK : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    size_t SS = (size_t)S * S, total = SS * (size_t)n;
+    size_t k = (size_t)floor(o->fpr * (double)total);
+    if (k >= total) k = total - 1;
+    top_scores top = {malloc((k + 1) * sizeof(float)), 0, k + 1};
+    float *scores = malloc(SS * sizeof(float)); /* one image's */
+    int rc = scores && top.h ? DFRCL_OK : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     if (!rc) rc = dfr_model_score_buffers(m, 1);
     for (int i = 0; i < n && !rc; i++) {
         rc = dfr_fs_gather(fs, &i, 1, NULL, P, m->feat);
         if (i + 1 < n) dfr_fs_hint(fs, (int[]){i + 1}, 1);
         if (!rc) rc = dfr_model_score_features(m, 1);
-        if (!rc) rc = dfr_read(m->rt, m->score_full, 0, SS * sizeof(float), scores + SS * i, "download");
+        if (!rc) rc = dfr_read(m->rt, m->score_full, 0, SS * sizeof(float), scores, "download");
+        size_t bad = rc ? SS : first_nonfinite(scores, SS);
+        if (!rc && bad < SS)
+            rc = dfr_error(DFRCL_ERR_INVALID_ARG,
+                           "setting the threshold: the pixel scores of %s are not finite (%g): the "
+                           "autoencoder or the features hold non-finite values (check the backbone "
+                           "weights and the images, or train with a lower --lr)",
+                           images[i], (double)scores[bad]);
+        for (size_t j = 0; j < SS && !rc; j++) top_push(&top, scores[j]);
         progress(o, "threshold", i + 1, n, 0);
         if (!rc && o->stop && *o->stop)
             rc = dfr_error(DFRCL_ERR_INTERRUPTED,
                            "interrupted while setting the threshold%s", o->checkpoint ?
                            "; training is done, and --resume goes straight to the threshold" : "");
     }
-    size_t bad = rc ? 0 : first_nonfinite(scores, SS * n);
-    if (!rc && bad < SS * n)
-        rc = dfr_error(DFRCL_ERR_INVALID_ARG,
-                       "setting the threshold: the pixel scores of %s are not finite (%g): the "
-                       "autoencoder or the features hold non-finite values (check the backbone "
-                       "weights and the images, or train with a lower --lr)",
-                       images[bad / SS], (double)scores[bad]);
     if (!rc) {
-        m->info.threshold = threshold_from_scores(scores, SS * n, o->fpr);
+        m->info.threshold = top.h[0];
         dfr_log(1, "threshold %.6g (pixel false-positive rate %g on the training images)",
                 m->info.threshold, o->fpr);
     }
+    free(top.h);
     free(scores);
     return rc;
 }
