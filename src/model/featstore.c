@@ -28,7 +28,8 @@ struct dfr_fs {
     int fd;
     char dir[4096];
     unsigned char *buf;
-    /* device staging: `batch` images in the store's precision, for fp16 and position gathers */
+    /* device staging: one image in the store's precision, for fp16 and position gathers (the
+     * queue is in order, so the next image's upload waits for the last gather from it) */
     cl_mem stage;
     /* read-ahead: one request at a time, into buf */
     pthread_t worker;
@@ -59,8 +60,8 @@ double dfr_fs_need(dfr_fs_place place, int precision, int n, int channels, int n
     double img = (double)channels * npos * (precision == 16 ? 2 : 4);
     switch (place) {
     case DFR_FS_DEVICE: return n * img;
-    case DFR_FS_HOST: return n * img + batch * img;
-    case DFR_FS_DISK: return 2.0 * batch * img;
+    case DFR_FS_HOST: return n * img + img;
+    case DFR_FS_DISK: return batch * img + img;
     default: return 0;
     }
 }
@@ -288,8 +289,8 @@ int dfr_fs_open(dfr_fs **out, dfr_runtime *rt, int n, int channels, int npos, co
         }
     }
     if (!rc && place != DFR_FS_DEVICE)
-        rc = dfr_buffer_new(rt, fs->img_bytes * fs->batch, CL_MEM_READ_WRITE,
-                            "a batch of training features", &fs->stage);
+        rc = dfr_buffer_new(rt, fs->img_bytes, CL_MEM_READ_WRITE,
+                            "an image of training features", &fs->stage);
     if (rc) {
         dfr_fs_close(&fs);
         return rc;
@@ -437,8 +438,8 @@ int dfr_fs_gather(dfr_fs *fs, const int *idx, int count, cl_mem pos, int k, cl_m
             rc = dfr_write(fs->rt, dst, fbytes * j, fbytes, img, "upload");
             continue;
         }
-        rc = dfr_write(fs->rt, fs->stage, fs->img_bytes * j, fs->img_bytes, img, "upload");
-        if (!rc) rc = gather_one(fs, fs->stage, per * j, pos, k, dst, (size_t)fs->C * k * j);
+        rc = dfr_write(fs->rt, fs->stage, 0, fs->img_bytes, img, "upload");
+        if (!rc) rc = gather_one(fs, fs->stage, 0, pos, k, dst, (size_t)fs->C * k * j);
     }
     return rc;
 }
