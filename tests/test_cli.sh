@@ -160,7 +160,7 @@ fi
 # --- outputs, campaigns, interruption (issue 9) ---
 # check NAME CONDITION...: one more test, passing when the condition (a command) holds.
 check() { name="$1"; shift; n=$((n+1)); if "$@"; then echo "ok: $name"; else echo "FAIL: $name"; fails=$((fails+1)); fi; }
-no_temps() { [ -z "$(find "$tmp" -name '*.tmp.*' -o -name '.dfrcl-probe.*' | head -1)" ]; }
+no_temps() { [ -z "$(find "$tmp" -name '*.tmp.*' -o -name '.dfrcl-tmp.*' | head -1)" ]; }
 i9="$tmp/i9"; mkdir -p "$i9/sub" "$i9/w/a"
 cp "$img" "$i9/img.png"; cp "$img" "$i9/w/a/x.png"; cp "$img" "$i9/w/a/x.jpg"
 case "$dfrcl" in /*) dfrcl_abs="$dfrcl" ;; *) dfrcl_abs="$PWD/$dfrcl" ;; esac

@@ -14,21 +14,18 @@
 #include "util/hash.h"
 #include "util/fsutil.h"
 
-/* Creates and removes a file in `folder`, first reserving `bytes` in it. */
+/* Creates and removes a temp file beside `path` (fsutil's: exclusive, registered for removal on
+ * a signal, cleaned up if the process dies), first reserving `bytes` in it. */
 static int probe_in(const char *folder, double bytes, const char *path)
 {
-    static unsigned counter;
-    char tmp[4200];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s/.dfrcl-probe.%ld.%u", folder, (long)getpid(),
-                         counter++) >= sizeof tmp)
+    char name[4200];
+    if ((size_t)snprintf(name, sizeof name, "%s/probe", folder) >= sizeof name)
         return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return dfr_error(DFRCL_ERR_IO, "%s: cannot create files in %s: %s", path, folder,
-                         strerror(errno));
-    int e = bytes > 0 ? posix_fallocate(fd, 0, (off_t)bytes) : 0;
-    close(fd);
-    unlink(tmp);
+    dfr_atomic_file af;
+    int rc = dfr_atomic_open(&af, name);
+    if (rc) return dfr_error_prefix(rc, "%s: cannot create files in %s", path, folder);
+    int e = bytes > 0 ? posix_fallocate(fileno(af.f), 0, (off_t)bytes) : 0;
+    dfr_atomic_abort(&af);
     if (e)
         return dfr_error(DFRCL_ERR_IO, "%s: no room for %.1f MB in %s: %s; free some space or "
                          "choose another place", path, bytes / 1e6, folder, strerror(e));
@@ -45,12 +42,8 @@ int cli_probe_file(const char *path, double bytes)
     if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
         return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: exists and is not a regular file", path);
     char folder[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(folder, sizeof folder, ".");
-    else if (slash == path) snprintf(folder, sizeof folder, "/");
-    else if ((size_t)(slash - path) < sizeof folder)
-        snprintf(folder, sizeof folder, "%.*s", (int)(slash - path), path);
-    else return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: path too long", path);
+    if (n >= sizeof folder) return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: path too long", path);
+    dfr_folder_of(path, folder, sizeof folder);
     if (stat(folder, &st) != 0 || !S_ISDIR(st.st_mode))
         return dfr_error(DFRCL_ERR_IO, "%s: folder %s does not exist; create it first", path,
                          folder);

@@ -191,8 +191,7 @@ static void clean_stale_once(const char *dir)
 
 /* ---- atomic writes ------------------------------------------------------------------------ */
 
-/* The folder part of `path` ("." when it has none). */
-static void folder_of(const char *path, char *dir, size_t n)
+void dfr_folder_of(const char *path, char *dir, size_t n)
 {
     const char *slash = strrchr(path, '/');
     if (!slash) snprintf(dir, n, ".");
@@ -244,7 +243,7 @@ int dfr_atomic_open(dfr_atomic_file *af, const char *path)
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return dfr_error(DFRCL_ERR_IO, "%s: is a directory; give a file name to write", path);
     char dir[4096];
-    folder_of(path, dir, sizeof dir);
+    dfr_folder_of(path, dir, sizeof dir);
     clean_stale_once(dir);
     int fd = create_temp(af, dir);
     if (fd < 0)
@@ -265,7 +264,7 @@ int dfr_atomic_open(dfr_atomic_file *af, const char *path)
 static void fsync_folder_of(const char *path)
 {
     char dir[4096];
-    folder_of(path, dir, sizeof dir);
+    dfr_folder_of(path, dir, sizeof dir);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return;
     fsync(fd);

@@ -49,6 +49,9 @@ void dfr_atomic_abort_all(void);
  * nobody holds the file's lock), logging each removal. Quiet when `dir` cannot be read. */
 void dfr_clean_stale_temps(const char *dir);
 
+/* The folder part of `path` into dir[n]: "." when it has none, "/" for a file at the root. */
+void dfr_folder_of(const char *path, char *dir, size_t n);
+
 /* mkdir -p; 0 on success. */
 int dfr_mkdir_p(const char *path);
 #endif
