@@ -13,6 +13,7 @@
 #include "model/pca.h"
 #include "ops/ops.h"
 #include "util/error.h"
+#include "util/finite.h"
 #include "util/hash.h"
 #include "util/rand.h"
 
@@ -184,12 +185,13 @@ static int check_finite(const dfr_model *m, const dfr_cae_tensor *t, float *cons
         if (!isfinite(vals[i].v))
             return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: not writing a model with non-finite "
                              "values: %s is %g (%s)", path, vals[i].what, vals[i].v, advice);
-    for (int i = 0; i < DFR_CAE_NUM_TENSORS; i++)
-        for (size_t j = 0; j < t[i].numel; j++)
-            if (!isfinite(data[i][j]))
-                return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: not writing a model with non-finite "
-                                 "values: tensor %s, element %zu is %g (%s)", path, t[i].name, j,
-                                 (double)data[i][j], advice);
+    for (int i = 0; i < DFR_CAE_NUM_TENSORS; i++) {
+        size_t j = dfr_first_nonfinite(data[i], t[i].numel);
+        if (j < t[i].numel)
+            return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: not writing a model with non-finite "
+                             "values: tensor %s, element %zu is %g (%s)", path, t[i].name, j,
+                             (double)data[i][j], advice);
+    }
     return DFRCL_OK;
 }
 

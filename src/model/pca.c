@@ -7,6 +7,7 @@
 
 #include "ops/gemm.h"
 #include "util/error.h"
+#include "util/finite.h"
 
 static int cmp_desc(const void *a, const void *b)
 {
@@ -66,13 +67,13 @@ static int load_from_buffer(void *user, int i, cl_mem dst)
  * overflow the covariance when they are huge. `image` > 0 is printed after `what`. */
 static int check_finite(const float *x, size_t n, const char *what, int image)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return dfr_error(DFRCL_ERR_FORMAT,
-                             "PCA: %s%.0d: a non-finite value (%g); the backbone weights or the "
-                             "images give features that are not finite or too large (check the "
-                             "weights file)",
-                             what, image, (double)x[i]);
+    size_t i = dfr_first_nonfinite(x, n);
+    if (i < n)
+        return dfr_error(DFRCL_ERR_FORMAT,
+                         "PCA: %s%.0d: a non-finite value (%g); the backbone weights or the "
+                         "images give features that are not finite or too large (check the "
+                         "weights file)",
+                         what, image, (double)x[i]);
     return DFRCL_OK;
 }
 

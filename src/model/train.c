@@ -14,6 +14,7 @@
 #include "model/featstore.h"
 #include "model/pca.h"
 #include "util/error.h"
+#include "util/finite.h"
 #include "util/fsutil.h"
 #include "util/hash.h"
 #include "util/rand.h"
@@ -119,13 +120,6 @@ static int pca_load(void *user, int i, cl_mem dst)
 
 /* ---- the threshold ---- */
 
-/* Index of the first non-finite value of x[0..n-1], or n when all are finite. */
-static size_t first_nonfinite(const float *x, size_t n)
-{
-    size_t i = 0;
-    while (i < n && isfinite(x[i])) i++;
-    return i;
-}
 
 /* The k+1 largest pixel scores seen so far, as a min-heap: its root is the (k+1)-th largest, the
  * score above which a fraction fpr = k / n of the n training pixels lies. It holds fpr of the
@@ -180,7 +174,7 @@ static int set_threshold(dfr_model *m, dfr_fs *fs, const char *const *images, in
         if (i + 1 < n) dfr_fs_hint(fs, (int[]){i + 1}, 1);
         if (!rc) rc = dfr_model_score_features(m, 1);
         if (!rc) rc = dfr_read(m->rt, m->score_full, 0, SS * sizeof(float), scores, "download");
-        size_t bad = rc ? SS : first_nonfinite(scores, SS);
+        size_t bad = rc ? SS : dfr_first_nonfinite(scores, SS);
         if (!rc && bad < SS)
             rc = dfr_error(DFRCL_ERR_INVALID_ARG,
                            "setting the threshold: the pixel scores of %s are not finite (%g): the "
@@ -291,7 +285,7 @@ static int write_checkpoint(const char *path, dfr_cae *cae, train_state *st, dou
     int64_t steps = 0;
     if (!buf) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory for the checkpoint");
     int rc = dfr_cae_get_state(cae, buf, buf + np, buf + 2 * np, buf + 3 * np, &steps, loss);
-    if (!rc && first_nonfinite(buf, 3 * np + nr) < 3 * np + nr) {
+    if (!rc && dfr_first_nonfinite(buf, 3 * np + nr) < 3 * np + nr) {
         char what[128];
         snprintf(what, sizeof what, "the autoencoder's weights are not finite by step %lld "
                  "(epoch %d), so no checkpoint is written", (long long)st->step, st->epoch + 1);
@@ -418,7 +412,7 @@ static int load_checkpoint(const char *path, dfr_cae *cae, train_state *ts)
     int64_t se[1] = {ts->n_losses};
     if (!rc) rc = dfr_st_read_f32(st, "epoch_losses", 1, se, ts->losses, (size_t)ts->n_losses);
     if (!rc) rc = dfr_st_meta_long(st, path, "adam_steps", 0, LONG_MAX, &steps);
-    if (!rc && first_nonfinite(buf, 3 * np + nr) < 3 * np + nr)
+    if (!rc && dfr_first_nonfinite(buf, 3 * np + nr) < 3 * np + nr)
         rc = dfr_error(DFRCL_ERR_FORMAT, "the checkpoint holds non-finite values; start afresh "
                        "without --resume");
     if (!rc) rc = dfr_cae_set_state(cae, buf, buf + np, buf + 2 * np, buf + 3 * np, steps, loss);

@@ -7,6 +7,7 @@
 
 #include "io/safetensors.h"
 #include "util/error.h"
+#include "util/finite.h"
 #include "util/hash.h"
 #include "util/rand.h"
 
@@ -87,12 +88,12 @@ int dfr_vgg19_from_arrays(dfr_vgg19 **out, dfr_runtime *rt, int layers, const fl
 /* Non-finite weights make every feature NaN, and everything trained on them: refuse them here. */
 static int check_finite(const char *path, const char *name, const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return dfr_error(DFRCL_ERR_FORMAT,
-                             "%s: tensor %s: element %zu is %g: the weights file is damaged "
-                             "(non-finite values); use an intact copy",
-                             path, name, i, (double)x[i]);
+    size_t i = dfr_first_nonfinite(x, n);
+    if (i < n)
+        return dfr_error(DFRCL_ERR_FORMAT,
+                         "%s: tensor %s: element %zu is %g: the weights file is damaged "
+                         "(non-finite values); use an intact copy",
+                         path, name, i, (double)x[i]);
     return DFRCL_OK;
 }
 
