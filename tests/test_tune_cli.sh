@@ -47,9 +47,9 @@ if [ -n "$db" ]; then
   printf '{"format": "dfrcl-tune 1", "kern' > "$db"
   expect 0 "warning: tuning database .*tune-.*json is not a dfrcl tuning database" "$dfrcl" tune --show
   expect 0 "warning: tuning database" "$dfrcl" bench --random-backbone 0 --layers 2 --size 64 --reps 1 --warmup 0 --latent 4
-  sed 's/"device": *"[^"]*"/"device": "Another GPU"/' "$tmp/good.json" > "$db"
+  sed 's/"device":[[:space:]]*"[^"]*"/"device": "Another GPU"/' "$tmp/good.json" > "$db"
   expect 0 "belongs to another device" "$dfrcl" tune --show
-  sed 's/"vec": *[0-9]*/"vec": 3/' "$tmp/good.json" > "$db"
+  sed 's/"vec":[[:space:]]*[0-9]*/"vec": 3/' "$tmp/good.json" > "$db"
   expect 0 "unusable entry for score" "$dfrcl" tune --show
   head -c 0 /dev/null > "$db"
   expect 0 "not a dfrcl tuning database" "$dfrcl" tune --show
