@@ -268,6 +268,7 @@ static int try_variant(search *s, const int *v)
                                tk->name, key, dfrcl_last_error());
         return 0;
     }
+    if (s->default_ms <= 0) s->default_ms = ms; /* the first variant tried is the default */
     int better = s->best_ms <= 0 || ms < s->best_ms * 0.98;
     if (better) {
         memcpy(s->best, v, sizeof s->best);
@@ -283,7 +284,6 @@ static void run_search(search *s, const dfr_tune_entry *current)
     int v[DFR_TUNE_MAX_PARAMS];
     dfr_tune_device_defaults(s->b->rt, tk, v);
     try_variant(s, v);
-    s->default_ms = s->best_ms;
     if (s->best_ms <= 0) return; /* the defaults do not run: nothing to compare with */
     for (int c = 0; c < DFR_NCLASS; c++) {
         dfr_tune_class_defaults(tk, (dfr_dev_class)c, v);
