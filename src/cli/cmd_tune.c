@@ -303,6 +303,16 @@ static void run_search(search *s, const dfr_tune_entry *current)
         }
         if (!changed) break;
     }
+    /* Confirm against the defaults once more (a busy machine makes single timings noisy): a
+     * winner that is not still 2% faster gives way to the defaults. */
+    dfr_tune_device_defaults(s->b->rt, tk, v);
+    double d2 = 0, b2 = 0;
+    if (memcmp(v, s->best, sizeof v) && !measure(s->b, s->k, v, &d2) &&
+        !measure(s->b, s->k, s->best, &b2) && !(b2 < d2 * 0.98)) {
+        memcpy(s->best, v, sizeof v);
+        s->best_ms = s->default_ms = d2;
+        progress(s, "the winner did not hold up: defaults kept");
+    }
 }
 
 /* ---- printing the table ---- */
