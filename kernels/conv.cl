@@ -36,7 +36,7 @@
 #define CONV_TX 12
 #endif
 #ifndef CONV_CB
-#define CONV_CB 0
+#define CONV_CB 16
 #endif
 #if CONV_TCO != 2 && CONV_TCO != 4 && CONV_TCO != 8 && CONV_TCO != 16
 #error "CONV_TCO must be 2, 4, 8 or 16"

@@ -4,8 +4,10 @@
  * makes SQ_VEC consecutive positions with vector loads (a scalar tail when npos is not a
  * multiple), so every channel row is read contiguously. */
 #ifndef SQ_VEC
-#define SQ_VEC 8
+#define SQ_VEC 8 /* 2, 4, 8 or 16 */
 #endif
+#define SQ_CAT_(a, b) a##b
+#define SQ_CAT(a, b) SQ_CAT_(a, b)
 __kernel void sqerr_mean(__global const float *a, __global const float *r, int c, int npos,
                          __global float *score)
 {
@@ -13,13 +15,13 @@ __kernel void sqerr_mean(__global const float *a, __global const float *r, int c
     if (p0 >= npos) return;
     size_t base = (size_t)b * c * npos;
     if (p0 + SQ_VEC <= npos) {
-        float8 acc = 0.0f;
+        SQ_CAT(float, SQ_VEC) acc = 0.0f;
         for (int k = 0; k < c; k++) {
             size_t o = base + (size_t)k * npos + p0;
-            float8 d = vload8(0, a + o) - vload8(0, r + o);
+            SQ_CAT(float, SQ_VEC) d = SQ_CAT(vload, SQ_VEC)(0, a + o) - SQ_CAT(vload, SQ_VEC)(0, r + o);
             acc = fma(d, d, acc);
         }
-        vstore8(acc / (float)c, 0, score + (size_t)b * npos + p0);
+        SQ_CAT(vstore, SQ_VEC)(acc / (float)c, 0, score + (size_t)b * npos + p0);
         return;
     }
     for (int p = p0; p < npos; p++) {

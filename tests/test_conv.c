@@ -1,8 +1,8 @@
 /* The 3x3 convolution (reflection padding, bias, ReLU) against a plain C reference, on random
  * inputs of awkward sizes (odd, narrower than a tile, not multiples of it) and channel counts
  * (1, 3, 5, 64 in; 1, 7, 16, 70 out), for the tile configuration this device gets by default
- * and for forced ones (the GPU table entry, a chunked CPU variant, a wide-channel tile), so that
- * code paths other devices take are checked here too.
+ * and for forced ones from the tunables table (every device class's defaults and the table's
+ * test variants), so that code paths other devices take are checked here too.
  *
  * Buffers are allocated at their exact sizes and outputs are poisoned before each run.
  * Tolerance: |got - ref| <= 1e-5 + 1e-5 * |ref| per element (reference accumulated in double),
@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "ops/ops.h"
+#include "ops/tunables.h"
 #include "testutil.h"
 #include "util/error.h"
 
@@ -130,20 +131,30 @@ static void test_default_config(void **state)
     check_all_shapes(NULL);
 }
 
-/* The GPU table entry (no chunks, small tile) */
-static void test_gpu_config(void **state)
+/* Every device class's defaults from the tunables table (the GPU's: no chunks, a small tile),
+ * so that code paths other devices take are checked here too. */
+static void test_class_configs(void **state)
 {
     (void)state;
-    check_all_shapes("4,4,0,8,8,1");
+    const dfr_tune_kernel *k = &dfr_tune_kernels[DFR_TK_CONV];
+    char done[DFR_NCLASS][128];
+    for (int c = 0; c < DFR_NCLASS; c++) {
+        int v[DFR_TUNE_MAX_PARAMS];
+        dfr_tune_class_defaults(k, (dfr_dev_class)c, v);
+        dfr_tune_format(k, v, done[c], sizeof done[c]);
+        int dup = 0;
+        for (int d = 0; d < c; d++) dup |= !strcmp(done[d], done[c]);
+        if (!dup) check_all_shapes(done[c]);
+    }
 }
 
-/* Chunks of input channels smaller than cin and not dividing it (5 = 2 + 2 + 1, 64 = 6 * 11
- * - 2), a wide channel tile (16) and an odd pixel tile (5) */
+/* The table's test variants: chunks of input channels smaller than cin and not dividing it,
+ * a wide channel tile (16), odd pixel tiles and work-groups. */
 static void test_other_configs(void **state)
 {
     (void)state;
-    check_all_shapes("8,7,2,2,4,1");
-    check_all_shapes("16,5,11,4,2,2");
+    const dfr_tune_kernel *k = &dfr_tune_kernels[DFR_TK_CONV];
+    for (int i = 0; i < 6 && k->test_variants[i]; i++) check_all_shapes(k->test_variants[i]);
 }
 
 static void test_bad_args(void **state)
@@ -190,7 +201,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_default_config),
-        cmocka_unit_test(test_gpu_config),
+        cmocka_unit_test(test_class_configs),
         cmocka_unit_test(test_other_configs),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

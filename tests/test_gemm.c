@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "ops/gemm.h"
+#include "ops/tunables.h"
 #include "testutil.h"
 #include "util/error.h"
 
@@ -256,9 +257,10 @@ static void test_splitting(void **state)
     assert_int_equal(bad, 0);
 }
 
-/* The local-memory kernel with the tunables gemm.c gives GPUs (64 x 64 tiles, 16 deep; keep in
- * step with tune_defaults), which the other tests, run on a CPU, do not use. */
-static void test_gpu_tunables(void **state)
+/* Both own kernels with every device class's defaults from the tunables table (the GPU's
+ * 64 x 64 local-memory tiles, which the other tests, run on a CPU, do not use) and the table's
+ * test variants. */
+static void test_table_variants(void **state)
 {
     (void)state;
     static const gemm_case cases[] = {
@@ -271,10 +273,29 @@ static void test_gpu_tunables(void **state)
         {.ta = 0, .tb = 0, .m = 64, .n = 1, .k = 1, .alpha = 1, .beta = 0, .batch = 1,
          .a_shared = 1},
     };
-    setenv("DFRCL_GEMM_TUNE", "tm=64,tn=64,tk=16,wm=4,wn=4", 1);
+    const dfr_tune_kernel *tk = &dfr_tune_kernels[DFR_TK_GEMM];
+    char tunes[DFR_NCLASS + 6][256];
+    int nt = 0;
+    for (int c = 0; c < DFR_NCLASS; c++) {
+        int v[DFR_TUNE_MAX_PARAMS];
+        dfr_tune_class_defaults(tk, (dfr_dev_class)c, v);
+        dfr_tune_format(tk, v, tunes[nt], sizeof tunes[nt]);
+        int dup = 0;
+        for (int d = 0; d < nt; d++) dup |= !strcmp(tunes[d], tunes[nt]);
+        nt += !dup;
+    }
+    for (int i = 0; i < 6 && tk->test_variants[i]; i++)
+        snprintf(tunes[nt++], sizeof tunes[0], "%s", tk->test_variants[i]);
     size_t bad = 0;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        bad += run_case(&cases[i], DFR_GEMM_OWN_LDS, 500 + (uint32_t)i);
+    for (int t = 0; t < nt; t++) {
+        setenv("DFRCL_GEMM_TUNE", tunes[t], 1);
+        size_t before = bad;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            bad += run_case(&cases[i], DFR_GEMM_OWN_LDS, 500 + (uint32_t)i);
+            bad += run_case(&cases[i], DFR_GEMM_OWN_REG, 600 + (uint32_t)i);
+        }
+        if (bad > before) fprintf(stderr, "gemm with %s: %zu bad\n", tunes[t], bad - before);
+    }
     unsetenv("DFRCL_GEMM_TUNE");
     dfr_gemm_set_backend(rt, DFR_GEMM_AUTO);
     assert_int_equal(bad, 0);
@@ -366,7 +387,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes),         cmocka_unit_test(test_layouts),
         cmocka_unit_test(test_dfr_layer),      cmocka_unit_test(test_splitting),
-        cmocka_unit_test(test_gpu_tunables),   cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_table_variants),   cmocka_unit_test(test_errors),
         cmocka_unit_test(test_backend_choice),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

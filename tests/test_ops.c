@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "ops/ops.h"
+#include "ops/tunables.h"
 #include "testutil.h"
 #include "util/error.h"
 
@@ -183,12 +184,24 @@ static void test_regional(void **state)
 {
     (void)state;
     regional_check(NULL, 0, NULL);
-    /* Other tile shapes (DFRCL_REGIONAL_TUNE="vw,ty,cpw[,lx,ly,lz]"): the GPU one (one output per
-     * work-item), the widest vector, and explicit work-groups that round the grid up; on a few
-     * edge cases each, since every shape is a kernel build. */
-    static const char *const tunes[] = {"1,1,1", "16,3,5", "4,2,3,2,2,1", "2,16,256"};
+    /* Other tile shapes from the tunables table: every device class's defaults (the GPU's: one
+     * output per work-item) and the test variants (the widest vector, explicit work-groups that
+     * round the grid up); on a few edge cases each, since every shape is a kernel build. */
+    const dfr_tune_kernel *tk = &dfr_tune_kernels[DFR_TK_REGIONAL];
+    char tunes[DFR_NCLASS + 6][128];
+    int nt = 0;
+    for (int c = 0; c < DFR_NCLASS; c++) {
+        int v[DFR_TUNE_MAX_PARAMS];
+        dfr_tune_class_defaults(tk, (dfr_dev_class)c, v);
+        dfr_tune_format(tk, v, tunes[nt], sizeof tunes[nt]);
+        int dup = 0;
+        for (int d = 0; d < nt; d++) dup |= !strcmp(tunes[d], tunes[nt]);
+        nt += !dup;
+    }
+    for (int i = 0; i < 6 && tk->test_variants[i]; i++)
+        snprintf(tunes[nt++], sizeof tunes[0], "%s", tk->test_variants[i]);
     static const int edge_cases[] = {2, 7, 8, 9, 13};
-    for (size_t i = 0; i < sizeof tunes / sizeof tunes[0]; i++) {
+    for (int i = 0; i < nt; i++) {
         setenv("DFRCL_REGIONAL_TUNE", tunes[i], 1);
         regional_check(edge_cases, sizeof edge_cases / sizeof edge_cases[0], tunes[i]);
     }
@@ -219,9 +232,8 @@ static void test_regional(void **state)
     dfr_buffer_release(&feat);
 }
 
-static void test_sqerr_mean(void **state)
+static void sqerr_check(void)
 {
-    (void)state;
     static const int cases[][3] = {{1, 1, 1}, {2, 3, 7}, {3, 70, 33}, {1, 1408, 64}};
     for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
         int b = cases[s][0], c = cases[s][1], np = cases[s][2];
@@ -252,6 +264,20 @@ static void test_sqerr_mean(void **state)
         free(out);
         free(ref);
     }
+}
+
+/* The default variant, then the tunables table's score variants (vector widths, work-groups). */
+static void test_sqerr_mean(void **state)
+{
+    (void)state;
+    unsetenv("DFRCL_SCORE_TUNE");
+    sqerr_check();
+    const dfr_tune_kernel *tk = &dfr_tune_kernels[DFR_TK_SCORE];
+    for (int i = 0; i < 6 && tk->test_variants[i]; i++) {
+        setenv("DFRCL_SCORE_TUNE", tk->test_variants[i], 1);
+        sqerr_check();
+    }
+    unsetenv("DFRCL_SCORE_TUNE");
 }
 
 static void test_upsample(void **state)

@@ -9,6 +9,7 @@
 
 #include "cli/backbone_opts.h"
 #include "cli/cli.h"
+#include "cli/tune.h"
 #include "util/error.h"
 #include "model/cae.h"
 #include "util/rand.h"
@@ -27,7 +28,9 @@ static void help(void)
            "Times the backbone (VGG19 convolutions, pooling) and the regional-feature stage on\n"
            "one image: warm-up runs, then the median over --reps of each stage's device time\n"
            "(OpenCL profiling events), its GFLOP/s and its share of the total. Uses a random\n"
-           "backbone unless --weights is given (timing does not depend on the values).\n\n"
+           "backbone unless --weights is given (timing does not depend on the values). When\n"
+           "'dfrcl tune' has tuned the device, also times its kernels with the built-in\n"
+           "defaults and with the tuned values.\n\n"
            "options:\n"
            "  -r, --reps N              timed repetitions (default 5)\n"
            "      --warmup N            untimed runs first (default 2)\n"
@@ -254,6 +257,8 @@ int cmd_bench(int argc, char **argv)
                 printf("\n");
             } else printf("(--torch: the reference did not run or printed no timing)\n");
         }
+        /* The kernels `dfrcl tune` tuned for this device: built-in defaults versus tuned. */
+        rc = cli_tune_compare(rt, vgg->layers, S, reps);
     }
     int ret = rc ? cli_fail(NULL) : 0;
     for (int j = 0; j < nrows; j++) free(rows[j].ms);

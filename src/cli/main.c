@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/tune.h"
 #include "util/error.h"
 #include "util/fsutil.h"
 
@@ -22,6 +23,7 @@ static const struct {
     {"eval", cmd_eval, "evaluate a model on a test set: metrics, maps, HTML report"},
     {"run", cmd_run, "evaluation campaign: train and evaluate every category, summary table"},
     {"bench", cmd_bench, "time the backbone and regional stages on a device"},
+    {"tune", cmd_tune, "time kernel variants on a device and keep the fastest for later runs"},
 };
 
 static void usage(FILE *f)
@@ -32,7 +34,8 @@ static void usage(FILE *f)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\n'dfrcl <command> --help' describes a command's options.\n"
                "environment: DFRCL_DEVICE (device index or name substring), DFRCL_CACHE_DIR\n"
-               "(compiled-kernel cache; empty disables it), DFRCL_WEIGHTS (backbone weights),\n"
+               "(compiled-kernel cache and tuning database; empty disables them), DFRCL_TUNED=0\n"
+               "(ignore the tuning database), DFRCL_WEIGHTS (backbone weights),\n"
                "DFRCL_MAX_DECODE_MB (memory limit for decoding one image, default 512).\n");
 }
 

@@ -17,6 +17,7 @@
 
 #include "model/cae.h"
 #include "ops/gemm.h"
+#include "ops/tunables.h"
 #include "util/error.h"
 #include "util/rand.h"
 
@@ -238,20 +239,15 @@ static int cae_create(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, 
         return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: too many parameters (channels %d)",
                          channels);
     }
-    /* Reductions run one work-group per channel: 256 work-items, or the largest power of two the
-     * device accepts; DFRCL_CAE_LS overrides it (tuning). */
-    size_t ls = 256;
-    const char *env = getenv("DFRCL_CAE_LS");
-    if (env && *env) {
-        char *end = NULL;
-        unsigned long v = strtoul(env, &end, 10);
-        if (*end || v < 1 || v > 1024 || (v & (v - 1))) {
-            free(m);
-            return dfr_error(DFRCL_ERR_INVALID_ARG,
-                             "DFRCL_CAE_LS=\"%s\": expected a power of two from 1 to 1024", env);
-        }
-        ls = v;
+    /* Reductions run one work-group per channel: the work-group size comes from tunables.c
+     * (DFRCL_CAE_LS overrides it), at most the largest power of two the device accepts. */
+    int tv[DFR_TUNE_MAX_PARAMS];
+    int trc = dfr_tune_resolve(rt, DFR_TK_CAE, tv, NULL);
+    if (trc) {
+        free(m);
+        return trc;
     }
+    size_t ls = (size_t)tv[CAE_LS_];
     while (ls > 1 && ls > rt->info.max_work_group_size) ls /= 2;
     snprintf(m->opts, sizeof m->opts, "-DCAE_LS=%zu", ls);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "ops/tunables.h"
 #include "util/error.h"
 
 /* Register tile (output channels x pixels of one row) and work-group shape for a device. */
@@ -12,49 +13,22 @@ typedef struct conv_config {
     int tco, tx;
     int cb;          /* input channels per chunk between work-group barriers, 0 = no chunks */
     size_t local[3]; /* {0,0,0}: let the driver choose */
+    char defines[128]; /* the -D options */
 } conv_config;
 
-/* The table. CPUs (PoCL): the register tile fills the 16 AVX2 registers (12 accumulators of 8
- * channels, 3 weight vectors, 1 broadcast input); input channels in chunks of 16 between
- * barriers, so that the work-group (8 rows of one channel block) reuses each chunk's weights from
- * the L1 cache. Measured on a 2-core Zen 3 with PoCL 3.1 (tests/bench_conv). With AVX-512 (32
- * registers of 16 floats) the channel tile doubles (not measured).
- * GPUs and other devices: a 4 x 4 tile (16 accumulators), no chunks, work-groups of 8 x-tiles x
- * 8 rows sharing one channel block, so the weight loads are uniform across the group (not
- * measured: no GPU here). */
-static const conv_config conv_cpu = {8, 12, 16, {1, 8, 1}};
-static const conv_config conv_cpu_avx512 = {16, 12, 16, {1, 8, 1}};
-static const conv_config conv_gpu = {4, 4, 0, {8, 8, 1}};
-
-static conv_config conv_default(const dfr_runtime *rt)
-{
-    if (!rt->info.is_cpu || rt->info.is_gpu) return conv_gpu;
-    /* PoCL reports the SIMD width: 8 floats with AVX2, 16 with AVX-512. */
-    cl_uint vw = 0;
-    if (clGetDeviceInfo(rt->device, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, sizeof vw, &vw, NULL) !=
-        CL_SUCCESS)
-        vw = 0;
-    return vw >= 16 ? conv_cpu_avx512 : conv_cpu;
-}
-
-/* DFRCL_CONV_TUNE="tco,tx,cb[,lx,ly,lz]" overrides the table (for tuning with tests/bench_conv).
- * It is read at upload and at each launch; a launch whose channel tile differs from the one the
+/* The device's values (tunables.c: class defaults, tuning database, DFRCL_CONV_TUNE). They are
+ * read at upload and at each launch; a launch whose channel tile differs from the one the
  * weights were laid out for is refused. */
-static int conv_get_config(const dfr_runtime *rt, conv_config *cfg)
+static int conv_get_config(dfr_runtime *rt, conv_config *cfg)
 {
-    *cfg = conv_default(rt);
-    static const char expect[] = "\"tco,tx,cb[,lx,ly,lz]\" with tco 2, 4, 8 or 16, tx 1..32, cb 0..4096";
-    int v[6];
-    int r = dfr_tune_env(rt, "DFRCL_CONV_TUNE", expect, v);
-    if (r <= 0) return r;
-    if (!((v[0] == 2 || v[0] == 4 || v[0] == 8 || v[0] == 16) && v[1] >= 1 && v[1] <= 32 &&
-          v[2] >= 0 && v[2] <= 4096))
-        return dfr_error(DFRCL_ERR_INVALID_ARG, "DFRCL_CONV_TUNE=\"%s\": expected %s",
-                         getenv("DFRCL_CONV_TUNE"), expect);
-    cfg->tco = v[0];
-    cfg->tx = v[1];
-    cfg->cb = v[2];
-    for (int i = 0; i < 3; i++) cfg->local[i] = (size_t)v[3 + i];
+    int v[DFR_TUNE_MAX_PARAMS];
+    int rc = dfr_tune_resolve(rt, DFR_TK_CONV, v, NULL);
+    if (rc) return rc;
+    cfg->tco = v[CONV_TCO];
+    cfg->tx = v[CONV_TX];
+    cfg->cb = v[CONV_CB];
+    for (int i = 0; i < 3; i++) cfg->local[i] = (size_t)v[CONV_LX + i];
+    dfr_tune_defines(&dfr_tune_kernels[DFR_TK_CONV], v, cfg->defines, sizeof cfg->defines);
     return DFRCL_OK;
 }
 
@@ -145,10 +119,8 @@ int dfr_op_conv3x3_relu(dfr_runtime *rt, const dfr_conv_weights *cw, cl_mem in, 
                          "conv3x3: weights laid out for a channel tile of %d, the kernel uses %d "
                          "(DFRCL_CONV_TUNE changed after the upload?)",
                          cw->tco, cfg.tco);
-    char opts[96];
-    snprintf(opts, sizeof opts, "-DCONV_TCO=%d -DCONV_TX=%d -DCONV_CB=%d", cfg.tco, cfg.tx, cfg.cb);
     cl_kernel k;
-    rc = dfr_kernel_get(rt, "conv.cl", opts, "conv3x3_relu", &k);
+    rc = dfr_kernel_get(rt, "conv.cl", cfg.defines, "conv3x3_relu", &k);
     if (!rc) rc = dfr_set_args(k, "conv3x3_relu", DFR_ARG(in), DFR_ARG(cw->w), DFR_ARG(cw->b),
                                DFR_ARG(out), DFR_ARG(cin), DFR_ARG(cout), DFR_ARG(h), DFR_ARG(w),
                                DFR_ARGS_END);

@@ -2,9 +2,10 @@
  *
  * Two implementations:
  * - own kernels (kernels/gemm.cl): gemm_reg, a register-tiled kernel for CPUs (PoCL), and
- *   gemm_lds, a local-memory tiled kernel for GPUs. Tunables come from a per-device-type table
- *   (tune_defaults) and can be overridden for tuning with DFRCL_GEMM_TUNE="rm=6,vw=8,nv=2,lx=0,
- *   ly=0,kc=0,pk=32768,tm=64,tn=64,tk=16,wm=4,wn=4" (any subset).
+ *   gemm_lds, a local-memory tiled kernel for GPUs. Tunables come from src/ops/tunables.c (per
+ *   device class, the tuning database of `dfrcl tune`) and can be overridden with
+ *   DFRCL_GEMM_TUNE="rm=6,vw=8,nv=2,lx=0,ly=0,kc=0,pk=32768,pkb=16,tm=64,tn=64,tk=16,wm=4,wn=4"
+ *   (any subset).
  * - CLBlast, on the runtime's queue. On CPUs its Xgemm parameters are overridden with ones
  *   measured faster on PoCL (its defaults are slower there); DFRCL_CLBLAST_DEFAULTS=1
  *   keeps its own.
@@ -30,6 +31,7 @@
 #include <clblast_c.h>
 
 #include "ops/gemm.h"
+#include "ops/tunables.h"
 #include "util/error.h"
 
 /* ---- backend choice ---- */
@@ -113,87 +115,27 @@ typedef struct gemm_tune {
     int rm, vw, nv, lx, ly;    /* gemm_reg; lx, ly = 0: the driver picks the work-group */
     int kc;                    /* gemm_reg: deepest pass (0: as deep as the packing budget) */
     int pk;                    /* gemm_reg: packing budget, in Ki floats of packed A + B */
+    int pkb;                   /* gemm_pack: depths per work-item */
     int tm, tn, tk, wm, wn;    /* gemm_lds */
 } gemm_tune;
 
-static void tune_defaults(dfr_runtime *rt, gemm_tune *t)
-{
-    if (rt->info.is_cpu) {
-        /* Registers: the C tile (rm x nv vectors) plus nv vectors of B and a broadcast of A must
-         * fit the SIMD register file: 6 x 2 vectors = 12 accumulators + 3 fit AVX2's 16 (the
-         * shape of OpenBLAS' Haswell kernel; measured best here). Other widths keep that shape
-         * (untested: no AVX-512 or NEON device at hand).
-         * Work-groups of 1 x 32 tiles: PoCL runs a group's work-items in order, so one B panel
-         * (k x 16 floats, ~90 KB) stays in L2 while 32 A panels go past it; measured 1.1-2x
-         * better than letting PoCL choose, most for NT products. */
-        cl_uint pw = 0;
-        clGetDeviceInfo(rt->device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof pw, &pw, NULL);
-        *t = (gemm_tune){.rm = 6, .vw = pw >= 16 ? 16 : pw >= 8 ? 8 : 4, .nv = 2};
-        t->lx = 1;
-        t->ly = 32;
-        t->pk = 32768; /* 128 MB */
-        /* gemm_lds on a CPU serves only tests: a small work-group. */
-        t->tm = 32, t->tn = 32, t->tk = 8, t->wm = 4, t->wn = 4;
-    } else {
-        /* 16 x 16 work-items of 4 x 4 results: 16 accumulators (few registers on any GPU);
-         * 8.3 KB of local memory. */
-        *t = (gemm_tune){.rm = 4, .vw = 4, .nv = 1, .pk = 32768, .tm = 64, .tn = 64, .tk = 16,
-                         .wm = 4, .wn = 4};
-    }
-}
-
-/* DFRCL_GEMM_TUNE="key=value,..." over the defaults. */
-static int tune_from_env(gemm_tune *t)
-{
-    const char *env = getenv("DFRCL_GEMM_TUNE");
-    if (!env || !*env) return DFRCL_OK;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", env);
-    for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok;
-         tok = strtok_r(NULL, ", ", &save)) {
-        char *eq = strchr(tok, '=');
-        char *end = NULL;
-        long v = eq ? strtol(eq + 1, &end, 10) : 0;
-        if (!eq || end == eq + 1 || *end || v < 0 || v > 1000000)
-            return dfr_error(DFRCL_ERR_INVALID_ARG, "DFRCL_GEMM_TUNE: bad entry '%s'", tok);
-        *eq = 0;
-        static const char *const names[] = {"rm", "vw", "nv", "lx", "ly", "kc", "pk",
-                                            "tm", "tn", "tk", "wm", "wn"};
-        int *fields[] = {&t->rm, &t->vw, &t->nv, &t->lx, &t->ly, &t->kc, &t->pk,
-                         &t->tm, &t->tn, &t->tk, &t->wm, &t->wn};
-        size_t i = 0;
-        while (i < sizeof names / sizeof names[0] && strcmp(names[i], tok) != 0) i++;
-        if (i == sizeof names / sizeof names[0])
-            return dfr_error(DFRCL_ERR_INVALID_ARG, "DFRCL_GEMM_TUNE: unknown tunable '%s'", tok);
-        *fields[i] = (int)v;
-    }
-    return DFRCL_OK;
-}
-
+/* The device's values (tunables.c: class defaults, tuning database, DFRCL_GEMM_TUNE
+ * "key=value,..."), checked there, and the -D options. */
 static int tune_get(dfr_runtime *rt, gemm_tune *t, char *opts, size_t n)
 {
-    tune_defaults(rt, t);
-    int rc = tune_from_env(t);
+    int v[DFR_TUNE_MAX_PARAMS];
+    int rc = dfr_tune_resolve(rt, DFR_TK_GEMM, v, NULL);
     if (rc) return rc;
-    int nwi = t->wm > 0 && t->wn > 0 ? (t->tm / t->wm) * (t->tn / t->wn) : 0;
-    if (t->rm < 1 || t->rm > 32 || (t->vw != 2 && t->vw != 4 && t->vw != 8 && t->vw != 16) ||
-        t->nv < 1 || t->nv > 8 || t->pk < 1 || t->wm < 1 || t->wn < 1 || t->tk < 1 ||
-        t->tm % t->wm ||
-        t->tn % t->wn || nwi < 1 || (t->tm * t->tk) % nwi || (t->tn * t->tk) % nwi ||
-        (size_t)nwi > rt->info.max_work_group_size ||
-        (size_t)t->lx * (size_t)(t->ly ? t->ly : 1) > rt->info.max_work_group_size)
-        return dfr_error(DFRCL_ERR_INVALID_ARG,
-                         "gemm tunables rm=%d vw=%d nv=%d lx=%d ly=%d tm=%d tn=%d tk=%d wm=%d "
-                         "wn=%d are inconsistent or too large for %s",
-                         t->rm, t->vw, t->nv, t->lx, t->ly, t->tm, t->tn, t->tk, t->wm, t->wn,
-                         rt->info.name);
+    *t = (gemm_tune){.rm = v[GEMM_RM_], .vw = v[GEMM_VW_], .nv = v[GEMM_NV_], .lx = v[GEMM_LX_],
+                     .ly = v[GEMM_LY_], .kc = v[GEMM_KC_], .pk = v[GEMM_PK_], .pkb = v[GEMM_PKB_],
+                     .tm = v[GEMM_TM_], .tn = v[GEMM_TN_], .tk = v[GEMM_TK_], .wm = v[GEMM_WM_],
+                     .wn = v[GEMM_WN_]};
     /* fma() where the device has it in hardware; elsewhere it is a slow library call. */
     cl_device_fp_config fp = 0;
     clGetDeviceInfo(rt->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
-    snprintf(opts, n,
-             "-DGEMM_RM=%d -DGEMM_VW=%d -DGEMM_NV=%d -DGEMM_TM=%d -DGEMM_TN=%d -DGEMM_TK=%d "
-             "-DGEMM_WM=%d -DGEMM_WN=%d -DGEMM_FMA=%d",
-             t->rm, t->vw, t->nv, t->tm, t->tn, t->tk, t->wm, t->wn, (fp & CL_FP_FMA) ? 1 : 0);
+    char defs[200];
+    dfr_tune_defines(&dfr_tune_kernels[DFR_TK_GEMM], v, defs, sizeof defs);
+    snprintf(opts, n, "%s -DGEMM_FMA=%d", defs, (fp & CL_FP_FMA) ? 1 : 0);
     return DFRCL_OK;
 }
 
@@ -313,8 +255,6 @@ static int launch_lds(dfr_runtime *rt, const gemm_prob *p, const gemm_tune *t, c
 
 /* ---- packing scratch of gemm_reg ---- */
 
-#define GEMM_PKB 16 /* depths per work-item of gemm_pack (the kernel's default) */
-
 /* The packed operands live in two buffers per runtime, kept between calls: allocating and
  * first-touching ~100 MB for every product costs more than the packing itself. Reuse is safe
  * because the queue is in order: the next product's packing runs after the last one's kernel. */
@@ -377,7 +317,8 @@ static int scratch_get(dfr_runtime *rt, int which, size_t bytes, cl_mem *out)
 
 /* Packs depths [kbeg, kbeg + klen) of operand X (x_len x k per item; x stride sx, k stride sk)
  * for `items` items into panels of width w (see gemm_pack in gemm.cl). */
-static int launch_pack(dfr_runtime *rt, const char *opts, const char *label, int x_len, int w,
+static int launch_pack(dfr_runtime *rt, const gemm_tune *t, const char *opts, const char *label,
+                       int x_len, int w,
                        int k, int nsum, cl_long kbeg, int klen, cl_ulong s_off, cl_ulong sx,
                        cl_ulong sk, cl_ulong sb, cl_mem src, int items, cl_mem dst)
 {
@@ -392,7 +333,7 @@ static int launch_pack(dfr_runtime *rt, const char *opts, const char *label, int
                       DFR_ARGS_END);
     if (rc) return rc;
     /* A fixed work-group: PoCL compiles a kernel again for every new work-group size. */
-    size_t g[3] = {(size_t)panels, (size_t)((klen + GEMM_PKB - 1) / GEMM_PKB), (size_t)items};
+    size_t g[3] = {(size_t)panels, (size_t)((klen + t->pkb - 1) / t->pkb), (size_t)items};
     size_t l[3] = {8, 1, 1};
     return dfr_enqueue(rt, kern, 3, g, l, label);
 }
@@ -457,11 +398,11 @@ static int own_reg(dfr_runtime *rt, const gemm_prob *p, const gemm_tune *t, cons
             int rc = scratch_get(rt, 0, ma * (size_t)klen * (size_t)na * sizeof(float), &ap);
             if (!rc) rc = scratch_get(rt, 1, nb * (size_t)klen * (size_t)nbi * sizeof(float), &bp);
             if (!rc && !(shared_a && one_pass && g0 > 0))
-                rc = launch_pack(rt, opts, label, p->m, rm, p->k, p->nsum, k0, klen,
+                rc = launch_pack(rt, t, opts, label, p->m, rm, p->k, p->nsum, k0, klen,
                                  p->a.off + (cl_ulong)g0 * (cl_ulong)p->nsum * p->a.sb, p->a.sr,
                                  p->a.sc, p->a.sb, p->a.buf, na, ap);
             if (!rc && !(shared_b && one_pass && g0 > 0))
-                rc = launch_pack(rt, opts, label, p->n, nt, p->k, p->nsum, k0, klen,
+                rc = launch_pack(rt, t, opts, label, p->n, nt, p->k, p->nsum, k0, klen,
                                  p->b.off + (cl_ulong)g0 * (cl_ulong)p->nsum * p->b.sb, p->b.sc,
                                  p->b.sr, p->b.sb, p->b.buf, nbi, bp);
             if (!rc)

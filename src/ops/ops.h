@@ -34,6 +34,10 @@ int dfr_op_maxpool2(dfr_runtime *rt, cl_mem in, cl_mem out, int c, int h, int w)
 int dfr_op_regional(dfr_runtime *rt, cl_mem map, int c, int h, int w, int size, cl_mem feat,
                     int c_offset, int c_total);
 
+/* The shape-dependent options of the regional kernel for a map [h, w] resized to `size` with
+ * vw outputs per work-item: REG_KY and REG_L (for reports of the compiled variants). */
+int dfr_regional_taps(int h, int w, int size, int vw, int *ky, int *l);
+
 /* score[b, p] = mean over c of (a[b, c, p] - r[b, c, p])^2, for `batch` images of c x npos. */
 int dfr_op_sqerr_mean(dfr_runtime *rt, cl_mem a, cl_mem r, int batch, int c, int npos,
                       cl_mem score);

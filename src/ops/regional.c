@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "ops/tunables.h"
 #include "util/error.h"
 
 /* Source indices one output may touch along an axis: its 4 bilinear samples lie within 3 source
@@ -17,32 +18,20 @@ typedef struct reg_config {
     int ty;          /* output rows per work-item */
     int cpw;         /* channels per work-item */
     size_t local[3]; /* {0,0,0}: let the driver choose */
+    char defines[96];
 } reg_config;
 
-/* CPUs (PoCL): 8-wide vectors (AVX2), 4 rows so that each weight vector feeds 4 independent
- * sums, 8 channels to share the setup; one work-item per work-group, as PoCL otherwise picks
- * groups so large that a small layer runs on one core. Measured on a 2-core Zen 3, PoCL 3.1
- * (dfrcl bench). GPUs and other devices: one output per work-item, so neighbouring work-items
- * read neighbouring columns (not measured: no GPU here). */
-static const reg_config reg_cpu = {8, 4, 8, {1, 1, 1}};
-static const reg_config reg_gpu = {1, 1, 1, {0, 0, 0}};
-
-/* DFRCL_REGIONAL_TUNE="vw,ty,cpw[,lx,ly,lz]" overrides the table (for tuning and tests). */
-static int reg_get_config(const dfr_runtime *rt, reg_config *cfg)
+/* The device's values (tunables.c: class defaults, tuning database, DFRCL_REGIONAL_TUNE). */
+static int reg_get_config(dfr_runtime *rt, reg_config *cfg)
 {
-    *cfg = rt->info.is_cpu && !rt->info.is_gpu ? reg_cpu : reg_gpu;
-    static const char expect[] = "\"vw,ty,cpw[,lx,ly,lz]\" with vw 1, 2, 4, 8 or 16, ty 1..16, cpw 1..256";
-    int v[6];
-    int r = dfr_tune_env(rt, "DFRCL_REGIONAL_TUNE", expect, v);
-    if (r <= 0) return r;
-    if (!((v[0] == 1 || v[0] == 2 || v[0] == 4 || v[0] == 8 || v[0] == 16) && v[1] >= 1 &&
-          v[1] <= 16 && v[2] >= 1 && v[2] <= 256))
-        return dfr_error(DFRCL_ERR_INVALID_ARG, "DFRCL_REGIONAL_TUNE=\"%s\": expected %s",
-                         getenv("DFRCL_REGIONAL_TUNE"), expect);
-    cfg->vw = v[0];
-    cfg->ty = v[1];
-    cfg->cpw = v[2];
-    for (int i = 0; i < 3; i++) cfg->local[i] = (size_t)v[3 + i];
+    int v[DFR_TUNE_MAX_PARAMS];
+    int rc = dfr_tune_resolve(rt, DFR_TK_REGIONAL, v, NULL);
+    if (rc) return rc;
+    cfg->vw = v[REG_VW_];
+    cfg->ty = v[REG_TY_];
+    cfg->cpw = v[REG_CPW_];
+    for (int i = 0; i < 3; i++) cfg->local[i] = (size_t)v[REG_LX_ + i];
+    dfr_tune_defines(&dfr_tune_kernels[DFR_TK_REGIONAL], v, cfg->defines, sizeof cfg->defines);
     return DFRCL_OK;
 }
 
@@ -139,6 +128,17 @@ span:
                                          "source pixels per output", h, w, size);
 }
 
+int dfr_regional_taps(int h, int w, int size, int vw, int *ky, int *l)
+{
+    reg_table t;
+    int rc = reg_table_build(h, w, size, vw, &t);
+    if (rc) return rc;
+    *ky = t.ky;
+    *l = t.l;
+    free(t.data);
+    return DFRCL_OK;
+}
+
 /* Whether buffer m holds at least `bytes`. */
 static int buffer_holds(cl_mem m, double bytes)
 {
@@ -174,8 +174,7 @@ int dfr_op_regional(dfr_runtime *rt, cl_mem map, int c, int h, int w, int size, 
     if (rc) return rc;
 
     char opts[160];
-    snprintf(opts, sizeof opts, "-DREG_VW=%d -DREG_TY=%d -DREG_CPW=%d -DREG_KY=%d -DREG_L=%d",
-             cfg.vw, cfg.ty, cfg.cpw, t.ky, t.l);
+    snprintf(opts, sizeof opts, "%s -DREG_KY=%d -DREG_L=%d", cfg.defines, t.ky, t.l);
     cl_kernel k;
     rc = dfr_kernel_get(rt, "regional.cl", opts, "regional", &k);
     /* A fresh table buffer per call, filled at creation (no queue round trip); released right
