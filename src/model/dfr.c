@@ -115,6 +115,32 @@ int dfr_model_score(dfr_model *m, const uint8_t *pixels, int channels, float *ma
     return DFRCL_OK;
 }
 
+int dfr_model_untrained(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, int size, int latent)
+{
+    *out = NULL;
+    int rc = dfr_vgg19_check_size(vgg, size);
+    if (rc) return rc;
+    dfr_model *m = calloc(1, sizeof *m);
+    if (!m) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    m->rt = rt;
+    m->vgg = vgg;
+    m->info.layers = vgg->layers;
+    m->info.size = size;
+    m->info.channels = vgg->channels;
+    m->info.latent = latent;
+    snprintf(m->info.backbone_sha256, sizeof m->info.backbone_sha256, "%s", vgg->identity);
+    snprintf(m->info.backbone_desc, sizeof m->info.backbone_desc, "%s", vgg->desc);
+    m->cae_batch = 1;
+    m->cae_resizable = 1;
+    rc = dfr_cae_new_scorer(&m->cae, rt, vgg->channels, latent, 1, (size / 4) * (size / 4));
+    if (rc) {
+        dfr_model_free(&m);
+        return rc;
+    }
+    *out = m;
+    return DFRCL_OK;
+}
+
 void dfr_model_free_buffers(dfr_model *m)
 {
     dfr_buffer_release(&m->feat);
