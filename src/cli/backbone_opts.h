@@ -48,8 +48,8 @@ int cli_backbone_option(cli_backbone_opts *o, int opt, const char *arg);
 #define CLI_SCHED_HELP                                                                          \
     "  -d, --device D            also a list: 'all', or indices/names separated by commas\n"  \
     "                            ('0,2'): images are spread over those devices\n"            \
-    "      --batch N             images per launch (default: from the device's memory, at\n"  \
-    "                            most 16; 1 = one at a time); results are the same\n"       \
+    "      --batch N             images per launch (default: on GPUs from the device's\n"   \
+    "                            memory, at most 16; on CPUs 1); results are the same\n"    \
     "      --threads N           image decoding threads (default: one per core)\n"
 
 /* One backbone and model per device of --device's list (the scheduler's lanes). */

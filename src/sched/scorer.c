@@ -516,7 +516,10 @@ static int lane_open(lane *L, dfr_model *m, const dfr_sched_opts *o)
     L->m = m;
     L->device = m->rt->info.index;
     L->fault_after = fault_after(L->device);
-    int b = o->batch > 0 ? o->batch : dfr_model_auto_batch(m, DFR_SCHED_AUTO_BATCH);
+    /* CPU devices gain nothing from batches (dfrcl bench --pipeline on PoCL: batch 1 is the
+     * fastest, the larger working set costs cache), GPUs need them to fill the device. */
+    int b = o->batch > 0 ? o->batch
+            : m->rt->info.is_cpu ? 1 : dfr_model_auto_batch(m, DFR_SCHED_AUTO_BATCH);
     if (b > DFR_SCHED_MAX_BATCH) b = DFR_SCHED_MAX_BATCH;
     if (!m->cae_resizable) { /* training's model: its autoencoder's batch is what there is */
         int have = m->cae_batch > 0 ? m->cae_batch : 1;

@@ -24,7 +24,8 @@
 #define DFR_SCHED_AUTO_BATCH 16 /* the most an automatic batch takes */
 
 typedef struct dfr_sched_opts {
-    int batch;   /* images per launch; 0 = from each device's memory (dfr_model_auto_batch) */
+    int batch;   /* images per launch; 0 = from each GPU's memory (dfr_model_auto_batch), 1 on
+                  * CPU devices */
     int threads; /* decoding threads; 0 = from the cores */
 } dfr_sched_opts;
 
