@@ -121,6 +121,16 @@ static void test_batches_equal_one_by_one(void **state)
         check_same(g, N_IMG);
         free(g);
     }
+    /* The copying transfers (discrete GPUs) as well as the mapped ones (PoCL is host-unified). */
+    setenv("DFRCL_COPY_TRANSFERS", "1", 1);
+    for (int b = 1; b <= 3; b += 2) {
+        int rc;
+        got *g = run_files(&f.m, 1, b, &rc);
+        assert_int_equal(rc, 0);
+        check_same(g, N_IMG);
+        free(g);
+    }
+    unsetenv("DFRCL_COPY_TRANSFERS");
     /* In-memory images (the C API's path) too. */
     got *g = calloc(1, sizeof *g);
     g->in_order = 1;

@@ -36,6 +36,7 @@ typedef struct lane {
     struct dfr_scorer *s;
     dfr_model *m;
     int batch, device, alive, inflight;
+    int zero_copy; /* map/unmap of host-unified buffers instead of copies */
     int scored, handed_on;
     int fault_after, batches; /* DFRCL_FAULT: fail the batch after `fault_after` (-1: never) */
     slot sl[2];
@@ -182,7 +183,7 @@ static int upload(lane *L, slot *sl)
     dfr_runtime *rt = L->m->rt;
     size_t SS = (size_t)L->s->S * L->s->S, per = SS * 3;
     cl_int err = CL_SUCCESS;
-    if (rt->unified_memory) { /* zero-copy: write into the buffer's own host memory */
+    if (L->zero_copy) { /* write into the buffer's own host memory */
         uint8_t *p = clEnqueueMapBuffer(rt->up_queue, sl->px, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION,
                                         0, per * sl->n, 0, NULL, NULL, &err);
         if (err != CL_SUCCESS) return dfr_cl_error(err, "mapping a batch's pixel buffer");
@@ -225,7 +226,7 @@ static int download(lane *L, slot *sl)
     dfr_runtime *rt = L->m->rt;
     size_t SS = (size_t)L->s->S * L->s->S;
     cl_int err = CL_SUCCESS;
-    if (rt->unified_memory) {
+    if (L->zero_copy) {
         sl->mapped = clEnqueueMapBuffer(rt->down_queue, sl->maps, CL_FALSE, CL_MAP_READ, 0,
                                         SS * sizeof(float) * sl->n, 1, &sl->comp, &sl->down, &err);
         if (err != CL_SUCCESS) sl->mapped = NULL;
@@ -528,7 +529,10 @@ static int lane_open(lane *L, dfr_model *m, const dfr_sched_opts *o)
     L->batch = b;
     int rc = dfr_model_reserve_batch(m, b);
     size_t SS = (size_t)m->info.size * m->info.size;
-    cl_mem_flags f = m->rt->unified_memory ? CL_MEM_ALLOC_HOST_PTR : 0;
+    /* DFRCL_COPY_TRANSFERS=1 (a test hook) takes the copying path on a unified device too. */
+    const char *copy = getenv("DFRCL_COPY_TRANSFERS");
+    L->zero_copy = m->rt->unified_memory && !(copy && *copy == '1');
+    cl_mem_flags f = L->zero_copy ? CL_MEM_ALLOC_HOST_PTR : 0;
     for (int j = 0; j < 2 && !rc; j++) {
         rc = dfr_buffer_new(m->rt, SS * 3 * b, CL_MEM_READ_ONLY | f, "a batch of images",
                             &L->sl[j].px);
@@ -579,7 +583,7 @@ int dfr_scorer_open(dfr_scorer **out, dfr_model *const *models, int k, const dfr
     for (int i = 0; i < k; i++)
         dfr_log(2, "device [%d] %s: batches of %d image(s), %s transfers", s->lanes[i].device,
                 models[i]->rt->info.name, s->lanes[i].batch,
-                models[i]->rt->unified_memory ? "zero-copy (mapped)" : "copied");
+                s->lanes[i].zero_copy ? "zero-copy (mapped)" : "copied");
     *out = s;
     return DFRCL_OK;
 }
