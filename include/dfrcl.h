@@ -202,6 +202,13 @@ DFRCL_API void dfrcl_model_close(dfrcl_model **m);
 DFRCL_API int dfrcl_model_score(dfrcl_model *m, const dfrcl_image *img, float *map, float *score);
 /* Same for an image file of any size: decoded and resized to the model's size first. */
 DFRCL_API int dfrcl_model_score_file(dfrcl_model *m, const char *path, float *map, float *score);
+/* Scores n images (each as for dfrcl_model_score) `batch` at a time on the device (0 = on a
+ * GPU as many as its memory allows, at most 16; 1 on a CPU device), with uploads and read-backs
+ * overlapping the computation. maps (caller-owned, n * size * size floats) receives the maps
+ * one after another, scores (may be NULL) the n image scores: the same values as n calls of
+ * dfrcl_model_score. */
+DFRCL_API int dfrcl_model_score_batch(dfrcl_model *m, const dfrcl_image *imgs, int n, int batch,
+                                      float *maps, float *scores);
 
 #ifdef __cplusplus
 }

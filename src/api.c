@@ -7,6 +7,7 @@
 #include "io/image.h"
 #include "model/dfr.h"
 #include "model/vgg19.h"
+#include "sched/scorer.h"
 #include "util/error.h"
 
 struct dfrcl_context {
@@ -307,4 +308,27 @@ int dfrcl_model_score_file(dfrcl_model *m, const char *path, float *map, float *
     }
     dfrcl_image_free(&img);
     return rc;
+}
+
+int dfrcl_model_score_batch(dfrcl_model *m, const dfrcl_image *imgs, int n, int batch, float *maps,
+                            float *scores)
+{
+    CHECK_ARG(m, "dfrcl_model_score_batch: m is NULL");
+    CHECK_ARG(n >= 0 && (n == 0 || imgs), "dfrcl_model_score_batch: %d images at %p", n,
+              (const void *)imgs);
+    CHECK_ARG(n == 0 || maps, "dfrcl_model_score_batch: maps is NULL");
+    CHECK_ARG(batch >= 0 && batch <= DFR_SCHED_MAX_BATCH,
+              "dfrcl_model_score_batch: batch %d (0 = automatic, at most %d)", batch,
+              DFR_SCHED_MAX_BATCH);
+    int S = m->m->info.size;
+    for (int i = 0; i < n; i++) {
+        int rc = dfr_image_check(&imgs[i], "dfrcl_model_score_batch");
+        if (rc) return dfr_error_prefix(rc, "image %d", i);
+        CHECK_ARG(imgs[i].width == S && imgs[i].height == S && (imgs[i].channels == 1 ||
+                  imgs[i].channels == 3),
+                  "dfrcl_model_score_batch: image %d is %dx%d with %d channel(s) but the model "
+                  "scores %dx%d images with 1 or 3 (resize it first: dfrcl_image_resize)", i,
+                  imgs[i].width, imgs[i].height, imgs[i].channels, S, S);
+    }
+    return dfr_sched_score_images(m->m, imgs, n, batch, maps, scores);
 }

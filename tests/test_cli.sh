@@ -113,6 +113,31 @@ dm="$tmp/demo/model.safetensors"
 expect 0 "pixel AUROC +[01]\.[0-9]{4}" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/demo/data" --json "$tmp/e.json"
 n=$((n+1)); if grep -q '"pixel_auroc"' "$tmp/e.json" && grep -q '"settings"' "$tmp/e.json"; then echo "ok: eval json"; else echo "FAIL: eval json"; fails=$((fails+1)); fi
 expect 1 "already exists" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/demo/data" --out "$tmp/demo/eval"
+# The scheduler: batches, decoding threads and several devices give the same metrics; a missing
+# device is an error listing the devices; a failing device (DFRCL_FAULT, a test hook) hands its
+# images to the other one, or with one device fails naming it and the images.
+same_metrics() { # same_metrics NAME JSON: its metrics equal e.json's
+  n=$((n+1)); keys='"(pixel_auroc|image_auroc|aupro|best_f1|best_f1_threshold|precision|recall|f1|iou)"'
+  grep -E "$keys" "$tmp/e.json" > "$tmp/m_a"; grep -E "$keys" "$2" > "$tmp/m_b"
+  if [ -s "$tmp/m_a" ] && cmp -s "$tmp/m_a" "$tmp/m_b"; then echo "ok: $1: same metrics"
+  else echo "FAIL: $1: metrics differ"; diff "$tmp/m_a" "$tmp/m_b" | head; fails=$((fails+1)); fi
+}
+expect 0 "pixel AUROC" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/demo/data" --batch 1 --threads 1 --json "$tmp/e1.json"
+same_metrics "batch 1" "$tmp/e1.json"
+expect 0 "pixel AUROC" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/demo/data" --batch 3 --threads 2 --json "$tmp/e3.json"
+same_metrics "batch 3" "$tmp/e3.json"
+expect 0 "pixel AUROC" env POCL_DEVICES="pthread pthread" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/demo/data" --device all --batch 2 --json "$tmp/e2d.json"
+same_metrics "--device all" "$tmp/e2d.json"
+expect 0 "device \[1\].*failed on .* image.*DFRCL_FAULT.*the other device" env POCL_DEVICES="pthread pthread" DFRCL_FAULT=device:1:after:0 "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/demo/data" --device 0,1 --batch 2 --json "$tmp/ef.json"
+same_metrics "a failing device" "$tmp/ef.json"
+expect 1 "device \[0\] .*failed on 1 image.*woven_scratch.png.*DFRCL_FAULT" env DFRCL_FAULT=device:0:after:0 "$dfrcl" infer --model "$dm" --random-backbone 0 "$img"
+expect 1 "device index 9 out of range.*\[0\] " "$dfrcl" infer --model "$dm" --random-backbone 0 --device 9 "$img"
+expect 1 "device index 9 out of range.*\[0\] " "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/demo/data" --device 0,9
+expect 1 "no OpenCL device matches 'nosuchdevice'; devices: \[0\]" "$dfrcl" devices --device nosuchdevice
+expect 0 "\* \[0\].*" "$dfrcl" devices --device all
+expect 0 "2 image\(s\)" "$dfrcl" infer --model "$dm" --random-backbone 0 --device all --batch 4 "$img" "$img"
+expect 2 "--batch" "$dfrcl" infer --model "$dm" --random-backbone 0 --batch 0 "$img"
+expect 2 "--threads" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/demo/data" --threads x
 expect 1 "no such folder" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/ds"
 mkdir -p "$tmp/nomask/test/scratch" "$tmp/nomask/test/good"
 cp "$tmp/demo/data/test/scratch/000.png" "$tmp/nomask/test/scratch/"; cp "$tmp/demo/data/test/good/000.png" "$tmp/nomask/test/good/"

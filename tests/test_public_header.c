@@ -427,6 +427,27 @@ static void test_score(void **state)
     poison(m3, n);
     assert_int_equal(dfrcl_model_score(trained, &g, m3, &s3), DFRCL_OK);
     check_map(m3, s3);
+
+    /* Batches of 2 over 3 images (colour, grey, colour): the maps of one at a time. */
+    dfrcl_image three[3] = {img, g, img};
+    float *mb = malloc(3 * n * sizeof *mb), sb[3];
+    assert_non_null(mb);
+    poison(mb, 3 * n);
+    poison(sb, 3);
+    rc = dfrcl_model_score_batch(loaded, three, 3, 2, mb, sb);
+    if (rc) fprintf(stderr, "%s\n", dfrcl_last_error());
+    assert_int_equal(rc, DFRCL_OK);
+    assert_memory_equal(mb, m1, n * sizeof *m1);
+    assert_memory_equal(mb + n, m3, n * sizeof *m3);
+    assert_memory_equal(mb + 2 * n, m1, n * sizeof *m1);
+    assert_true(sb[0] == s1 && sb[1] == s3 && sb[2] == s1);
+    poison(mb, 3 * n);
+    assert_int_equal(dfrcl_model_score_batch(trained, three, 3, 0, mb, NULL), DFRCL_OK);
+    assert_memory_equal(mb + n, m3, n * sizeof *m3);
+    ASSERT_BAD_ARG(dfrcl_model_score_batch(loaded, three, 3, 2, NULL, sb));
+    dfrcl_image wrong3[2] = {img, {S + 4, S + 4, 3, grey}};
+    ASSERT_BAD_ARG(dfrcl_model_score_batch(loaded, wrong3, 2, 2, mb, sb));
+    free(mb);
     free(grey);
     free(m1);
     free(m2);

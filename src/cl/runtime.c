@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -169,6 +170,18 @@ static int ci_contains(const char *hay, const char *needle)
     return n == 0;
 }
 
+/* "[0] name, [1] name, ..." for messages about a missing device. */
+static void device_names(const dfrcl_device_info *infos, int n, char *list, size_t cap)
+{
+    size_t used = 0;
+    list[0] = 0;
+    for (int i = 0; i < n && used < cap - 1; i++) {
+        int w = snprintf(list + used, cap - used, "%s[%d] %s", i ? ", " : "", i, infos[i].name);
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+}
+
 static int pick_device(const dfrcl_device_info *infos, int n, const char *sel, int *chosen)
 {
     if (!sel || !*sel) {
@@ -176,13 +189,15 @@ static int pick_device(const dfrcl_device_info *infos, int n, const char *sel, i
             if (infos[i].is_default) *chosen = i;
         return DFRCL_OK;
     }
+    char list[2048];
     char *end = NULL;
     long idx = strtol(sel, &end, 10);
     if (end && *end == 0 && end != sel) {
-        if (idx < 0 || idx >= n)
+        if (idx < 0 || idx >= n) {
+            device_names(infos, n, list, sizeof list);
             return dfr_error(DFRCL_ERR_NO_DEVICE,
-                             "device index %ld out of range: %d device(s); run 'dfrcl devices'",
-                             idx, n);
+                             "device index %ld out of range: %d device(s): %s", idx, n, list);
+        }
         *chosen = (int)idx;
         return DFRCL_OK;
     }
@@ -191,15 +206,83 @@ static int pick_device(const dfrcl_device_info *infos, int n, const char *sel, i
             *chosen = i;
             return DFRCL_OK;
         }
-    char list[2048] = "";
-    size_t used = 0;
-    for (int i = 0; i < n && used < sizeof list - 1; i++) {
-        int w = snprintf(list + used, sizeof list - used, "%s[%d] %s", i ? ", " : "", i,
-                         infos[i].name);
-        if (w < 0) break;
-        used += (size_t)w;
-    }
+    device_names(infos, n, list, sizeof list);
     return dfr_error(DFRCL_ERR_NO_DEVICE, "no OpenCL device matches '%s'; devices: %s", sel, list);
+}
+
+int dfr_device_select(const char *sel, int **idx_out, int *n_out)
+{
+    *idx_out = NULL;
+    *n_out = 0;
+    dfrcl_device_info *infos = NULL;
+    int n = 0;
+    int rc = dfr_list_devices(&infos, &n, NULL, NULL);
+    if (rc) return rc;
+    if (!sel || !*sel) sel = getenv("DFRCL_DEVICE");
+    int *idx = calloc((size_t)n, sizeof *idx), k = 0;
+    if (!idx) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    if (!rc && sel && !strcasecmp(sel, "all")) {
+        for (int i = 0; i < n; i++) idx[k++] = i;
+    } else if (!rc && (!sel || !*sel)) {
+        rc = pick_device(infos, n, NULL, &idx[k]);
+        k++;
+    } else if (!rc) {
+        char part[512];
+        for (const char *p = sel; !rc;) {
+            size_t len = strcspn(p, ",");
+            if (len == 0 || len >= sizeof part) {
+                char list[2048];
+                device_names(infos, n, list, sizeof list);
+                rc = dfr_error(DFRCL_ERR_NO_DEVICE, "device list '%s': an empty or too long entry; "
+                               "give indices or names separated by commas, or 'all'; devices: %s",
+                               sel, list);
+                break;
+            }
+            memcpy(part, p, len);
+            part[len] = 0;
+            int c = 0;
+            rc = pick_device(infos, n, part, &c);
+            int dup = 0;
+            for (int j = 0; j < k; j++) dup |= idx[j] == c;
+            if (!rc && !dup) idx[k++] = c;
+            if (!p[len]) break;
+            p += len + 1;
+        }
+    }
+    free(infos);
+    if (rc) {
+        free(idx);
+        return rc;
+    }
+    *idx_out = idx;
+    *n_out = k;
+    return DFRCL_OK;
+}
+
+int dfr_runtime_open_list(dfr_runtime ***out, int *n_out, const char *list, const char *cache_dir,
+                          int profiling)
+{
+    *out = NULL;
+    *n_out = 0;
+    int *idx = NULL, n = 0;
+    int rc = dfr_device_select(list, &idx, &n);
+    if (rc) return rc;
+    dfr_runtime **rts = calloc((size_t)n, sizeof *rts);
+    if (!rts) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    for (int i = 0; i < n && !rc; i++) {
+        char sel[16];
+        snprintf(sel, sizeof sel, "%d", idx[i]);
+        rc = dfr_runtime_open(&rts[i], sel, cache_dir, profiling);
+    }
+    free(idx);
+    if (rc) {
+        for (int i = 0; rts && i < n; i++) dfr_runtime_close(&rts[i]);
+        free(rts);
+        return rc;
+    }
+    *out = rts;
+    *n_out = n;
+    return DFRCL_OK;
 }
 
 /* Returns where the choice came from, for messages. */
@@ -280,14 +363,23 @@ int dfr_runtime_open(dfr_runtime **out, const char *selector, const char *cache_
         free(rt);
         goto fail;
     }
-    rt->queue = clCreateCommandQueue(rt->context, rt->device,
-                                     profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
+    cl_command_queue_properties qp = profiling ? CL_QUEUE_PROFILING_ENABLE : 0;
+    rt->queue = clCreateCommandQueue(rt->context, rt->device, qp, &err);
+    if (err == CL_SUCCESS) rt->up_queue = clCreateCommandQueue(rt->context, rt->device, qp, &err);
+    if (err == CL_SUCCESS) rt->down_queue = clCreateCommandQueue(rt->context, rt->device, qp, &err);
     if (err != CL_SUCCESS) {
         rc = dfr_cl_error(err, "clCreateCommandQueue");
+        cl_command_queue qs[] = {rt->queue, rt->up_queue, rt->down_queue};
+        for (int i = 0; i < 3; i++)
+            if (qs[i]) clReleaseCommandQueue(qs[i]);
         clReleaseContext(rt->context);
         free(rt);
         goto fail;
     }
+    cl_bool unified = CL_FALSE;
+    if (clGetDeviceInfo(rt->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified,
+                        NULL) == CL_SUCCESS)
+        rt->unified_memory = unified == CL_TRUE;
     dfr_log(1, "device [%d] %s (%s, %s)", rt->info.index, rt->info.name, rt->info.platform_name,
             rt->info.is_gpu ? "GPU" : rt->info.is_cpu ? "CPU" : "other");
     *out = rt;
@@ -303,12 +395,16 @@ void dfr_runtime_close(dfr_runtime **prt)
     dfr_runtime *rt = *prt;
     if (!rt) return;
     if (rt->queue) clFinish(rt->queue);
+    if (rt->up_queue) clFinish(rt->up_queue);
+    if (rt->down_queue) clFinish(rt->down_queue);
     for (int i = 0; i < 8; i++)
         if (rt->release_hooks[i]) rt->release_hooks[i](rt);
     dfr_profile_clear(rt);
     free(rt->prof);
     dfr_program_cache_free(rt);
     if (rt->queue) clReleaseCommandQueue(rt->queue);
+    if (rt->up_queue) clReleaseCommandQueue(rt->up_queue);
+    if (rt->down_queue) clReleaseCommandQueue(rt->down_queue);
     if (rt->context) clReleaseContext(rt->context);
     free(rt);
     *prt = NULL;

@@ -26,6 +26,10 @@ typedef struct dfr_runtime {
     cl_device_id device;
     cl_context context;
     cl_command_queue queue;
+    /* Transfer queues (in order, same device): uploads and read-backs run on them beside the
+     * compute queue, chained to it by events (the scheduler, src/sched). */
+    cl_command_queue up_queue, down_queue;
+    int unified_memory; /* CL_DEVICE_HOST_UNIFIED_MEMORY: device memory is host memory */
     dfrcl_device_info info;
     char cache_dir[4096];  /* "" = binary cache disabled */
     dfr_program_entry *programs; /* programs built in this process, by (files, options) */
@@ -53,6 +57,16 @@ int dfr_list_devices(dfrcl_device_info **out, int *count, cl_device_id **ids,
  * cache_dir: NULL = DFRCL_CACHE_DIR / XDG default; "" = no cache. */
 int dfr_runtime_open(dfr_runtime **rt, const char *selector, const char *cache_dir, int profiling);
 void dfr_runtime_close(dfr_runtime **rt);
+
+/* The devices a selector list names: "all", or comma-separated entries each an index or a name
+ * substring ("0,2", "pthread"); NULL or "" = the one dfr_runtime_open picks. *idx (malloc'd,
+ * caller frees) receives the device indices in the order given, duplicates dropped. A missing
+ * device is DFRCL_ERR_NO_DEVICE with the list of devices in the message. */
+int dfr_device_select(const char *list, int **idx, int *n);
+/* Opens one runtime per device the list names (dfr_device_select); *rts malloc'd, caller closes
+ * each and frees the array. */
+int dfr_runtime_open_list(dfr_runtime ***rts, int *n, const char *list, const char *cache_dir,
+                          int profiling);
 
 /* Returns the program built from common.cl followed by `file` (e.g. "conv.cl") with `options`
  * (-D tunables), building it (or loading it from the binary cache) on first use. The runtime owns

@@ -16,6 +16,8 @@ void cli_backbone_defaults(cli_backbone_opts *o)
     o->layers = 0;
     o->size = 256;
     o->verbosity = 1;
+    o->batch = 0;
+    o->threads = 0;
 }
 
 int cli_backbone_option(cli_backbone_opts *o, int opt, const char *arg)
@@ -35,17 +37,16 @@ int cli_backbone_option(cli_backbone_opts *o, int opt, const char *arg)
         fprintf(stderr, "  (or a layer name: relu1_1, relu1_2, relu2_1, ..., relu5_4)\n");
         return -1;
     case 's': return cli_int("--size", arg, 4, 8192, &o->size) ? 1 : -1;
+    case 1002: return cli_int("--batch", arg, 1, DFR_SCHED_MAX_BATCH, &o->batch) ? 1 : -1;
+    case 1003: return cli_int("--threads", arg, 1, 16, &o->threads) ? 1 : -1;
     case 'v': o->verbosity = 2; return 1;
     case 'q': o->verbosity = 0; return 1;
     default: return 0;
     }
 }
 
-int cli_backbone_open(const cli_backbone_opts *o, int profiling, dfr_runtime **rt, dfr_vgg19 **vgg)
+static int check_backbone(const cli_backbone_opts *o, int *layers_out)
 {
-    *rt = NULL;
-    *vgg = NULL;
-    dfr_verbosity = o->verbosity;
     if (!o->weights && o->random_seed < 0)
         return dfr_error(DFRCL_ERR_INVALID_ARG,
                          "no backbone weights: give --weights FILE (VGG19 as safetensors, see the "
@@ -57,18 +58,91 @@ int cli_backbone_open(const cli_backbone_opts *o, int profiling, dfr_runtime **r
         if (rc) return rc;
         if (layers > 12) layers = 12;
     }
-    if (!layers) layers = 12;
-    int rc = dfr_runtime_open(rt, o->device, NULL, profiling);
+    *layers_out = layers ? layers : 12;
+    return DFRCL_OK;
+}
+
+static int load_backbone(const cli_backbone_opts *o, int layers, dfr_runtime *rt, dfr_vgg19 **vgg,
+                         int note)
+{
+    if (o->weights) return dfr_vgg19_load(vgg, rt, o->weights, layers);
+    int rc = dfr_vgg19_random(vgg, rt, layers, (uint32_t)o->random_seed);
+    if (!rc && note)
+        dfr_log(1, "using a random backbone (seed %d): its features are not meaningful; real "
+                   "use needs pretrained VGG19 weights (--weights)", o->random_seed);
+    return rc;
+}
+
+int cli_backbone_open(const cli_backbone_opts *o, int profiling, dfr_runtime **rt, dfr_vgg19 **vgg)
+{
+    *rt = NULL;
+    *vgg = NULL;
+    dfr_verbosity = o->verbosity;
+    int layers = 0;
+    int rc = check_backbone(o, &layers);
+    if (!rc) rc = dfr_runtime_open(rt, o->device, NULL, profiling);
     if (rc) return rc;
-    if (o->weights) {
-        rc = dfr_vgg19_load(vgg, *rt, o->weights, layers);
-    } else {
-        rc = dfr_vgg19_random(vgg, *rt, layers, (uint32_t)o->random_seed);
-        if (!rc)
-            dfr_log(1, "using a random backbone (seed %d): its features are not meaningful; real "
-                       "use needs pretrained VGG19 weights (--weights)", o->random_seed);
-    }
+    rc = load_backbone(o, layers, *rt, vgg, 1);
     if (rc) dfr_runtime_close(rt);
     return rc;
 }
 
+int cli_lanes_open(const cli_backbone_opts *o, int profiling, cli_lanes *l)
+{
+    memset(l, 0, sizeof *l);
+    l->so.batch = o->batch;
+    l->so.threads = o->threads;
+    dfr_verbosity = o->verbosity;
+    int layers = 0, n = 0;
+    dfr_runtime **rts = NULL;
+    int rc = check_backbone(o, &layers);
+    if (!rc) rc = dfr_runtime_open_list(&rts, &n, o->device, NULL, profiling);
+    if (rc) return rc;
+    if (n > CLI_MAX_LANES) {
+        for (int i = CLI_MAX_LANES; i < n; i++) dfr_runtime_close(&rts[i]);
+        dfr_log(1, "warning: using the first %d of %d devices", CLI_MAX_LANES, n);
+        n = CLI_MAX_LANES;
+    }
+    l->k = n;
+    for (int i = 0; i < n; i++) l->rt[i] = rts[i];
+    free(rts);
+    for (int i = 0; i < n && !rc; i++) rc = load_backbone(o, layers, l->rt[i], &l->vgg[i], i == 0);
+    if (rc) cli_lanes_close(l);
+    return rc;
+}
+
+int cli_lanes_load_model(cli_lanes *l, const char *path)
+{
+    cli_lanes_free_models(l);
+    int rc = DFRCL_OK;
+    for (int i = 0; i < l->k && !rc; i++) rc = dfr_model_load(&l->m[i], l->rt[i], l->vgg[i], path);
+    if (rc) cli_lanes_free_models(l);
+    return rc;
+}
+
+void cli_lanes_free_models(cli_lanes *l)
+{
+    for (int i = 0; i < l->k; i++) dfr_model_free(&l->m[i]);
+}
+
+void cli_lanes_close(cli_lanes *l)
+{
+    cli_lanes_free_models(l);
+    for (int i = 0; i < l->k; i++) {
+        dfr_vgg19_free(&l->vgg[i]);
+        dfr_runtime_close(&l->rt[i]);
+    }
+    l->k = 0;
+}
+
+void cli_lanes_names(const cli_lanes *l, char *buf, size_t n)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < l->k && used < n - 1; i++) {
+        int w = snprintf(buf + used, n - used, "%s[%d] %s", i ? ", " : "", l->rt[i]->info.index,
+                         l->rt[i]->info.name);
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+}

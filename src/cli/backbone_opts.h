@@ -3,7 +3,9 @@
 #define DFRCL_CLI_BACKBONE_OPTS_H
 
 #include "cl/runtime.h"
+#include "model/dfr.h"
 #include "model/vgg19.h"
+#include "sched/scorer.h"
 
 typedef struct cli_backbone_opts {
     const char *device;  /* --device, else DFRCL_DEVICE */
@@ -12,6 +14,7 @@ typedef struct cli_backbone_opts {
     int layers;          /* --layers; 0 = all the file has, at most 12 (relu1_1..relu4_4) */
     int size;            /* --size, default 256 */
     int verbosity;
+    int batch, threads;  /* --batch, --threads (scoring commands); 0 = automatic */
 } cli_backbone_opts;
 
 void cli_backbone_defaults(cli_backbone_opts *o);
@@ -35,6 +38,37 @@ int cli_backbone_option(cli_backbone_opts *o, int opt, const char *arg);
     "  -d, --device D            OpenCL device index or name substring (default:\n"            \
     "                            $DFRCL_DEVICE, else the first GPU, else the first device)\n"  \
     "  -v, --verbose / -q, --quiet\n"
+
+/* The scoring options: --batch and --threads, and --device taking a list ("all", "0,2"). */
+#define CLI_SCHED_LONGOPTS \
+    {"batch", required_argument, 0, 1002}, {"threads", required_argument, 0, 1003}
+/* run: --batch is training's there. */
+#define CLI_SCHED_LONGOPTS_RUN \
+    {"score-batch", required_argument, 0, 1002}, {"threads", required_argument, 0, 1003}
+#define CLI_SCHED_HELP                                                                          \
+    "  -d, --device D            also a list: 'all', or indices/names separated by commas\n"  \
+    "                            ('0,2'): images are spread over those devices\n"            \
+    "      --batch N             images per launch (default: on GPUs from the device's\n"   \
+    "                            memory, at most 16; on CPUs 1); results are the same\n"    \
+    "      --threads N           image decoding threads (default: one per core)\n"
+
+/* One backbone and model per device of --device's list (the scheduler's lanes). */
+#define CLI_MAX_LANES 16
+typedef struct cli_lanes {
+    int k;
+    dfr_runtime *rt[CLI_MAX_LANES];
+    dfr_vgg19 *vgg[CLI_MAX_LANES];
+    dfr_model *m[CLI_MAX_LANES];
+    dfr_sched_opts so;
+} cli_lanes;
+/* Opens a runtime and backbone on each device the options name. */
+int cli_lanes_open(const cli_backbone_opts *o, int profiling, cli_lanes *l);
+/* Loads the model file on every lane (dfr_model_load); frees those loaded before. */
+int cli_lanes_load_model(cli_lanes *l, const char *path);
+void cli_lanes_free_models(cli_lanes *l);
+void cli_lanes_close(cli_lanes *l);
+/* "[0] name, [1] name" of the lanes' devices, for reports. */
+void cli_lanes_names(const cli_lanes *l, char *buf, size_t n);
 
 /* Opens the runtime and loads the backbone the options describe. */
 int cli_backbone_open(const cli_backbone_opts *o, int profiling, dfr_runtime **rt,

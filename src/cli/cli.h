@@ -13,11 +13,13 @@ int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 
+#include "cli/backbone_opts.h"
 #include "eval/evaluate.h"
 /* The metrics table on stdout; n/a for undefined values. */
 void cli_print_metrics(const dfr_metrics *mt);
-/* Evaluates a loaded model on a dataset (outputs, report, JSON); shared by eval, run and demo. */
-int cli_eval_model(dfr_model *m, const char *data, const char *test_dir, const char *masks_dir,
+/* Evaluates a loaded model (on every lane: its devices) on a dataset (outputs, report, JSON);
+ * shared by eval, run and demo. */
+int cli_eval_model(const cli_lanes *l, const char *data, const char *test_dir, const char *masks_dir,
                    const char *out_dir, const char *json_path, const char *title,
                    const char *model_path, int quiet, dfr_metrics *mt);
 

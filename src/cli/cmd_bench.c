@@ -6,12 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/backbone_opts.h"
 #include "cli/cli.h"
 #include "cli/tune.h"
 #include "util/error.h"
 #include "model/cae.h"
+#include "io/demo_data.h"
+#include "io/image.h"
+#include "io/npy.h"
+#include "sched/scorer.h"
+#include "util/fsutil.h"
 #include "util/rand.h"
 
 #define MAX_ROWS 64
@@ -37,6 +43,12 @@ static void help(void)
            "      --torch SCRIPT        also run the PyTorch reference (dfr_torch_ref.py) with\n"
            "                            /usr/bin/python3 and print the ratio (12 layers only)\n"
            "      --threads N           threads for the PyTorch reference (default 2)\n"
+           "      --pipeline            instead, the whole scoring pipeline: images per second\n"
+           "                            from PNG files on disk to .npy maps on disk (an untrained\n"
+           "                            model), for batches of 1, 4 and 16; each stage's device\n"
+           "                            busy time, the device's idle share, and the ideal rate\n"
+           "                            1 / (sum of the stage times per image)\n"
+           "      --images N            images for --pipeline (default 32)\n"
            "      --latent N            also time the CAE and scoring with this latent size\n"
            "                            (default 197 for 12 layers as in the published bottle\n"
            "                            model, 25 for 8 layers; 0 skips them)\n" CLI_BACKBONE_HELP
@@ -104,6 +116,106 @@ static int run_torch(const char *script, int size, int threads, int latent, doub
     return ok;
 }
 
+
+typedef struct pipe_ctx {
+    const char *dir;
+    int S, written;
+} pipe_ctx;
+
+/* Each map goes to disk, as eval and infer write them. */
+static int pipe_write(void *user, const dfr_sched_result *r)
+{
+    pipe_ctx *c = user;
+    if (r->status) return dfr_error(r->status, "%s", r->message);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/map%04d.npy", c->dir, r->index);
+    int64_t shape[2] = {c->S, c->S};
+    int rc = dfr_npy_write_f32(p, 2, shape, r->map);
+    c->written += !rc;
+    return rc;
+}
+
+/* dfrcl bench --pipeline: the scheduler end to end on generated PNG files. */
+static int bench_pipeline(const cli_backbone_opts *bo, int n, int latent)
+{
+    dfr_runtime *rt = NULL;
+    dfr_vgg19 *vgg = NULL;
+    dfr_model *m = NULL;
+    int S = bo->size, rc = cli_backbone_open(bo, 1, &rt, &vgg);
+    if (!rc && latent <= 0) latent = vgg->layers >= 12 ? 197 : 25;
+    if (!rc) rc = dfr_model_untrained(&m, rt, vgg, S, latent);
+    char dir[] = "/tmp/dfrcl-bench-XXXXXX";
+    char **paths = calloc((size_t)n, sizeof *paths);
+    if (!rc && (!paths || !mkdtemp(dir)))
+        rc = dfr_error(DFRCL_ERR_IO, "cannot make a temporary folder for --pipeline");
+    uint8_t *px = malloc((size_t)S * S * 3);
+    for (int i = 0; i < n && !rc && px; i++) { /* textured images, a different one each */
+        for (size_t j = 0; j < (size_t)S * S * 3; j++)
+            px[j] = (uint8_t)(dfr_rand_u32((uint32_t)i + 11, (uint32_t)j) >> 24);
+        char p[4200];
+        snprintf(p, sizeof p, "%s/img%04d.png", dir, i);
+        paths[i] = strdup(p);
+        rc = dfr_png_write(p, S, S, 3, px);
+    }
+    free(px);
+    if (!rc)
+        printf("dfrcl bench --pipeline: %s, size %d, %d layers (C=%d), latent %d, %d PNG files "
+               "-> .npy maps\n%6s %9s %9s %9s %8s  %s\n", rt->info.name, S, vgg->layers,
+               vgg->channels, latent, n, "batch", "img/s", "ideal", "ratio", "idle", "device ms/img by stage");
+    static const int batches[] = {1, 4, 16};
+    for (int bi = 0; bi < 3 && !rc; bi++) {
+        dfr_scorer *sc = NULL;
+        dfr_sched_opts o = {batches[bi], 0};
+        pipe_ctx ctx = {dir, S, 0};
+        rc = dfr_scorer_open(&sc, &m, 1, &o);
+        /* A first run warms the kernel cache and the buffers; the second is timed. */
+        if (!rc) rc = dfr_scorer_run(sc, (const char *const *)paths, n < 2 ? n : 2, pipe_write, &ctx, NULL);
+        dfr_profile_clear(rt);
+        double t0 = now_ms();
+        if (!rc) rc = dfr_scorer_run(sc, (const char *const *)paths, n, pipe_write, &ctx, NULL);
+        double wall = now_ms() - t0;
+        dfr_scorer_close(&sc);
+        dfr_prof_sum sums[MAX_ROWS];
+        int ns = 0;
+        if (!rc) rc = dfr_profile_collect(rt, sums, MAX_ROWS, &ns);
+        if (rc) break;
+        /* Per stage (label), summed over tags; transfers run on their own queues. */
+        const char *labels[MAX_ROWS];
+        double ms[MAX_ROWS], compute = 0;
+        int nl = 0;
+        for (int i = 0; i < ns; i++) {
+            int j = 0;
+            while (j < nl && strcmp(labels[j], sums[i].label)) j++;
+            if (j == nl) labels[nl] = sums[i].label, ms[nl++] = 0;
+            ms[j] += sums[i].ms;
+            if (strcmp(sums[i].label, "upload") && strcmp(sums[i].label, "download"))
+                compute += sums[i].ms;
+        }
+        double rate = n / (wall / 1e3), ideal = n / (compute / 1e3);
+        printf("%6d %9.2f %9.2f %8.1f%% %7.1f%%  ", batches[bi], rate, ideal, 100 * rate / ideal,
+               100 * (1 - compute / wall));
+        for (int j = 0; j < nl; j++) printf("%s%s %.2f", j ? ", " : "", labels[j], ms[j] / n);
+        printf("\n");
+        fflush(stdout);
+    }
+    if (!rc)
+        printf("(img/s: files to maps on disk; ideal: 1 / the compute queue's busy time per image; "
+               "idle: the compute queue's idle share of the wall time)\n");
+    for (int i = 0; paths && i < n; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/map%04d.npy", dir, i);
+        remove(p);
+        if (paths[i]) remove(paths[i]);
+        free(paths[i]);
+    }
+    free(paths);
+    rmdir(dir);
+    dfr_model_free(&m);
+    dfr_vgg19_free(&vgg);
+    dfr_runtime_close(&rt);
+    return rc ? cli_fail(NULL) : 0;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_BACKBONE_LONGOPTS,
@@ -112,12 +224,14 @@ int cmd_bench(int argc, char **argv)
                                          {"torch", required_argument, 0, 1102},
                                          {"threads", required_argument, 0, 1103},
                                          {"latent", required_argument, 0, 1104},
+                                         {"pipeline", no_argument, 0, 1105},
+                                         {"images", required_argument, 0, 1106},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     cli_backbone_opts bo;
     cli_backbone_defaults(&bo);
     bo.weights = NULL; /* timing needs no real weights unless asked */
-    int reps = 5, warmup = 2, threads = 2, latent = -1;
+    int reps = 5, warmup = 2, threads = 2, latent = -1, pipeline = 0, images = 32;
     const char *torch = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "d:w:l:s:vqr:h", opts, NULL)) != -1) {
@@ -133,6 +247,9 @@ int cmd_bench(int argc, char **argv)
             if (!cli_int("--threads", optarg, 1, 1024, &threads)) return 2;
         } else if (c == 1104) {
             if (!cli_int("--latent", optarg, 0, 1 << 20, &latent)) return 2;
+        } else if (c == 1105) pipeline = 1;
+        else if (c == 1106) {
+            if (!cli_int("--images", optarg, 1, 100000, &images)) return 2;
         } else if (c == 'h') {
             help();
             return 0;
@@ -143,6 +260,7 @@ int cmd_bench(int argc, char **argv)
         return 2;
     }
     if (!bo.weights && bo.random_seed < 0) bo.random_seed = 0;
+    if (pipeline) return bench_pipeline(&bo, images, latent);
 
     dfr_runtime *rt = NULL;
     dfr_vgg19 *vgg = NULL;

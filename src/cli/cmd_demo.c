@@ -31,12 +31,13 @@ static void help(void)
            "  -e, --epochs N            at most this many training epochs (default 25)\n"
            "      --train N             training images to generate (default 16)\n"
            CLI_BACKBONE_HELP "                            (demo default: --size 128, 8 layers)\n"
+           CLI_SCHED_HELP
            "  -h, --help\n");
 }
 
 int cmd_demo(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS,
+    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS, CLI_SCHED_LONGOPTS,
                                          {"out", required_argument, 0, 1501},
                                          {"force", no_argument, 0, 1502},
                                          {"epochs", required_argument, 0, 'e'},
@@ -87,8 +88,7 @@ int cmd_demo(int argc, char **argv)
 
     double t0 = cli_now();
     dfr_file_list files = {0};
-    dfr_runtime *rt = NULL;
-    dfr_vgg19 *vgg = NULL;
+    cli_lanes lanes = {0};
     dfr_model *m = NULL;
     dfr_metrics mt;
     int rc = dfr_mkdir_p(out);
@@ -99,7 +99,7 @@ int cmd_demo(int argc, char **argv)
         fflush(stdout);
         rc = dfr_list_train_images(data, &files);
     }
-    if (!rc) rc = cli_backbone_open(&bo, 0, &rt, &vgg);
+    if (!rc) rc = cli_lanes_open(&bo, 0, &lanes);
     if (!rc) {
         dfr_train_opts to;
         dfr_train_defaults(&to);
@@ -109,7 +109,7 @@ int cmd_demo(int argc, char **argv)
         prog.train_images = files.count;
         to.progress = cli_train_on_progress;
         to.user = &prog;
-        rc = dfr_train(&m, rt, vgg, (const char *const *)files.paths, files.count, bo.size, &to);
+        rc = dfr_train(&m, lanes.rt[0], lanes.vgg[0], (const char *const *)files.paths, files.count, bo.size, &to);
         if (prog.bar.phase) cli_progress_end(&prog.bar);
     }
     if (!rc) rc = dfr_model_save(m, model);
@@ -119,7 +119,9 @@ int cmd_demo(int argc, char **argv)
         fflush(stdout);
         rc = dfr_mkdir_p(report);
     }
-    if (!rc) rc = cli_eval_model(m, data, NULL, NULL, report, json, "dfrcl demo: synthetic woven fabric",
+    /* Evaluation on every device of --device's list: the saved model loaded on each. */
+    if (!rc) rc = cli_lanes_load_model(&lanes, model);
+    if (!rc) rc = cli_eval_model(&lanes, data, NULL, NULL, report, json, "dfrcl demo: synthetic woven fabric",
                                  model, bo.verbosity == 0, &mt);
     if (!rc) {
         printf("3/3 evaluation of %d test images:\n", mt.images);
@@ -128,8 +130,7 @@ int cmd_demo(int argc, char **argv)
     }
     int ret = rc ? cli_fail(NULL) : 0;
     dfr_model_free(&m);
-    dfr_vgg19_free(&vgg);
-    dfr_runtime_close(&rt);
+    cli_lanes_close(&lanes);
     dfr_file_list_free(&files);
     return ret;
 }

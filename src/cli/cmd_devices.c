@@ -3,21 +3,32 @@
 #include <stdlib.h>
 
 #include "cli/cli.h"
+#include "util/error.h"
 
 int cmd_devices(int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"device", required_argument, 0, 'd'},
+                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    const char *sel = NULL;
+    while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+        if (c == 'd') {
+            sel = optarg;
+            continue;
+        }
         if (c == 'h') {
-            printf("usage: dfrcl devices\n\nLists every OpenCL platform and device with its type, "
-                   "compute units, memory,\nmax work-group size and OpenCL C version. '*' marks "
-                   "the default device (the\nfirst GPU, else the first device); choose another "
-                   "with --device or DFRCL_DEVICE\n(an index from this list or a name substring).\n");
+            printf("usage: dfrcl devices [--device LIST]\n\nLists every OpenCL platform and device "
+                   "with its type, compute units, memory,\nmax work-group size and OpenCL C "
+                   "version. '*' marks the devices a command would use:\nthe default device (the "
+                   "first GPU, else the first device), or those --device\n(or DFRCL_DEVICE) "
+                   "names: an index from this list, a name substring, a list of\nthem separated "
+                   "by commas ('0,2'), or 'all'.\n");
             return 0;
         }
         return 2;
     }
+    int *used = NULL, n_used = 0;
+    if (dfr_device_select(sel, &used, &n_used) != DFRCL_OK) return cli_fail(NULL);
     dfrcl_device_info *d = NULL;
     int n = 0;
     if (dfrcl_list_devices(&d, &n) != DFRCL_OK) return cli_fail(NULL);
@@ -28,7 +39,10 @@ int cmd_devices(int argc, char **argv)
                    d[i].platform_version);
             last_platform = d[i].platform_index;
         }
-        printf("  %c [%d] %s\n", d[i].is_default ? '*' : ' ', d[i].index, d[i].name);
+        int mark = 0;
+        for (int j = 0; j < n_used; j++) mark |= used[j] == i;
+        printf("  %c [%d] %s%s\n", mark ? '*' : ' ', d[i].index, d[i].name,
+               d[i].is_default ? " (default)" : "");
         printf("        type %s, %u compute units, %.0f MiB global memory (%.0f MiB per buffer), "
                "%.0f KiB local\n",
                d[i].is_gpu ? "GPU" : d[i].is_cpu ? "CPU" : "other", d[i].compute_units,
@@ -38,5 +52,6 @@ int cmd_devices(int argc, char **argv)
                d[i].opencl_c_version, d[i].driver_version, d[i].vendor);
     }
     free(d);
+    free(used);
     return 0;
 }

@@ -33,6 +33,7 @@ static void help(void)
            "  -w, --weights FILE / --random-backbone SEED\n"
            "                            the backbone the model was trained with\n"
            "  -d, --device D, -v, -q    as for the other commands\n"
+           CLI_SCHED_HELP
            "  -h, --help\n\n"
            "An unreadable test image or mask stops the evaluation with an error naming it:\n"
            "metrics over part of a test set would look valid but mean something else.\n"
@@ -78,10 +79,13 @@ static const dfr_published *published_for(const char *data, int layers)
     return dfr_published_find(b ? b + 1 : name, layers);
 }
 
-int cli_eval_model(dfr_model *m, const char *data, const char *test_dir, const char *masks_dir,
+int cli_eval_model(const cli_lanes *l, const char *data, const char *test_dir, const char *masks_dir,
                    const char *out_dir, const char *json_path, const char *title,
                    const char *model_path, int quiet, dfr_metrics *mt)
 {
+    dfr_model *m = l->m[0];
+    char devices[2048];
+    cli_lanes_names(l, devices, sizeof devices);
     dfr_test_set ts;
     int rc = dfr_test_set_load(data, test_dir, masks_dir, &ts);
     if (rc) return rc;
@@ -97,18 +101,20 @@ int cli_eval_model(dfr_model *m, const char *data, const char *test_dir, const c
     cJSON_AddNumberToObject(settings, "epochs", m->info.epochs);
     cJSON_AddStringToObject(settings, "backbone", m->info.backbone_desc);
     cJSON_AddStringToObject(settings, "device", m->rt->info.name);
+    if (l->k > 1) cJSON_AddStringToObject(settings, "devices", devices);
     cJSON_AddStringToObject(settings, "dfrcl_version", DFRCL_VERSION);
     char *settings_str = cJSON_Print(settings);
-    char subtitle[1024];
+    char subtitle[4096];
     snprintf(subtitle, sizeof subtitle, "model %s · %d layers, latent %d, size %d · backbone %s · %s",
              model_path, m->info.layers, m->info.latent, m->info.size, m->info.backbone_desc,
-             m->rt->info.name);
+             l->k > 1 ? devices : m->rt->info.name);
     cli_progress prog;
     cli_progress_start(&prog, "eval", ts.count, "img", quiet);
     prog.images_per_unit = 1;
     dfr_eval_opts eo = {.out_dir = out_dir, .title = title, .subtitle = subtitle,
                         .settings_json = settings_str, .quiet = quiet,
-                        .progress = on_progress, .user = &prog, .stop = cli_stop_flag()};
+                        .progress = on_progress, .user = &prog, .stop = cli_stop_flag(),
+                        .models = l->m, .n_models = l->k, .sched = l->so};
     rc = dfr_evaluate(m, &ts, &eo, mt);
     cli_progress_end(&prog);
     if (!rc && json_path) {
@@ -140,7 +146,7 @@ int cli_eval_model(dfr_model *m, const char *data, const char *test_dir, const c
 
 int cmd_eval(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS,
+    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS, CLI_SCHED_LONGOPTS,
                                          {"model", required_argument, 0, 'm'},
                                          {"data", required_argument, 0, 1401},
                                          {"test", required_argument, 0, 1402},
@@ -199,15 +205,14 @@ int cmd_eval(int argc, char **argv)
     }
     bo.layers = info.layers;
     bo.size = info.size;
-    dfr_runtime *rt = NULL;
-    dfr_vgg19 *vgg = NULL;
-    dfr_model *m = NULL;
+    cli_lanes lanes;
     dfr_metrics mt;
-    int rc = cli_backbone_open(&bo, 0, &rt, &vgg);
-    if (!rc) rc = dfr_model_load(&m, rt, vgg, model_path);
+    int rc = cli_lanes_open(&bo, 0, &lanes);
+    if (!rc) rc = cli_lanes_load_model(&lanes, model_path);
+    dfr_model *m = lanes.m[0];
     char title[1024];
     snprintf(title, sizeof title, "dfrcl eval: %s", data ? data : test_dir);
-    if (!rc) rc = cli_eval_model(m, data, test_dir, masks_dir, out_dir, json_path, title,
+    if (!rc) rc = cli_eval_model(&lanes, data, test_dir, masks_dir, out_dir, json_path, title,
                                  model_path, bo.verbosity == 0, &mt);
     if (!rc) {
         cli_print_metrics(&mt);
@@ -227,8 +232,6 @@ int cmd_eval(int argc, char **argv)
                 created ? "; removed the partial " : "", created ? out_dir : "");
         ret = cli_stop_exit_code();
     }
-    dfr_model_free(&m);
-    dfr_vgg19_free(&vgg);
-    dfr_runtime_close(&rt);
+    cli_lanes_close(&lanes);
     return ret;
 }

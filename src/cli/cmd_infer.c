@@ -14,7 +14,6 @@
 #include "io/heatmap.h"
 #include "io/image.h"
 #include "io/npy.h"
-#include "io/prefetch.h"
 #include "model/dfr.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -39,6 +38,7 @@ static void help(void)
            "  -w, --weights FILE / --random-backbone SEED\n"
            "                            the backbone the model was trained with\n"
            "  -d, --device D, -v, -q    as for the other commands\n"
+           CLI_SCHED_HELP
            "  -h, --help\n\n"
            "An image that cannot be read is skipped with an error naming it; the others are\n"
            "scored, the skipped ones are listed at the end, and the exit code is 1.\n"
@@ -147,9 +147,64 @@ static int write_outputs(const char *dir, const char *name, const dfrcl_image *i
     return rc;
 }
 
+/* The run's state for the per-image callback. */
+typedef struct infer_ctx {
+    char **argv_img, **names;
+    const char *out_dir;
+    const dfr_model_info *info;
+    int json, anomalous, failed, done, *skipped_idx;
+    cJSON *arr, *skipped;
+    cli_progress *prog;
+    cli_written *written;
+} infer_ctx;
+
+/* One image, in input order: a row or JSON item, and the outputs. An unreadable image is
+ * reported and skipped; any other failure stops the run. */
+static int infer_one(void *user, const dfr_sched_result *r)
+{
+    infer_ctx *c = user;
+    const dfr_model_info *info = c->info;
+    const char *path = c->argv_img[r->index];
+    cJSON *item = cJSON_CreateObject();
+    cli_json_add_name(item, "path", path);
+    int rc = DFRCL_OK;
+    if (r->status == DFRCL_ERR_FORMAT || r->status == DFRCL_ERR_IO) {
+        fprintf(stderr, "dfrcl: error: %s (skipped)\n", r->message);
+        cli_json_add_name(item, "error", r->message);
+        char *u = cli_utf8(path, NULL);
+        if (u) cJSON_AddItemToArray(c->skipped, cJSON_CreateString(u));
+        free(u);
+        c->skipped_idx[c->failed++] = r->index;
+    } else if (r->status) {
+        rc = dfr_error(r->status, "%s", r->message);
+    } else {
+        const float *map = r->map;
+        float score = r->score;
+        int bad = score > info->threshold;
+        size_t above = 0;
+        for (size_t k = 0; k < (size_t)info->size * info->size; k++) above += map[k] > info->threshold;
+        if (c->out_dir)
+            rc = write_outputs(c->out_dir, c->names[r->index], r->image, map, info->size,
+                               info->threshold, item, c->written);
+        if (!rc) {
+            c->anomalous += bad;
+            cJSON_AddNumberToObject(item, "score", score);
+            cJSON_AddBoolToObject(item, "anomalous", bad);
+            cJSON_AddNumberToObject(item, "anomalous_pixel_fraction",
+                                    (double)above / ((double)info->size * info->size));
+            if (!c->json) printf("%-50s %12.6g  %s\n", path, score, bad ? "ANOMALOUS" : "normal");
+            fflush(stdout);
+            c->done++;
+        }
+    }
+    cJSON_AddItemToArray(c->arr, item);
+    cli_progress_update(c->prog, r->index + 1, 1, NULL);
+    return rc;
+}
+
 int cmd_infer(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS,
+    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS, CLI_SCHED_LONGOPTS,
                                          {"model", required_argument, 0, 'm'},
                                          {"out", required_argument, 0, 1301},
                                          {"json", no_argument, 0, 1302},
@@ -194,65 +249,26 @@ int cmd_infer(int argc, char **argv)
     }
     volatile int *stop = cli_stop_on_signals();
 
-    dfr_runtime *rt = NULL;
-    dfr_vgg19 *vgg = NULL;
-    dfr_model *m = NULL;
-    float *map = malloc((size_t)info.size * info.size * sizeof(float));
+    cli_lanes lanes = {0};
     int *skipped_idx = malloc((size_t)n * sizeof *skipped_idx);
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "images");
-    int rc = map && skipped_idx ? cli_backbone_open(&bo, 0, &rt, &vgg) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
-    if (!rc) rc = dfr_model_load(&m, rt, vgg, model_path);
+    int rc = skipped_idx ? cli_lanes_open(&bo, 0, &lanes) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    if (!rc) rc = cli_lanes_load_model(&lanes, model_path);
     cli_progress prog;
     cli_progress_start(&prog, "infer", n, "img", bo.verbosity == 0 || !out_dir);
     prog.images_per_unit = 1;
     if (!rc && !json) printf("%-50s %12s  %s\n", "image", "score", "verdict");
-    /* Images are decoded on a worker thread, ahead of the device's work. */
-    dfr_prefetch *pf = NULL;
-    if (!rc) rc = dfr_prefetch_open(&pf, (const char *const *)argv + optind, n, info.size, 2);
     cJSON *skipped = cJSON_AddArrayToObject(root, "skipped");
-    for (int i = 0; i < n && !rc; i++) {
-        const char *path = argv[optind + i];
-        if (*stop) {
-            rc = dfr_error(DFRCL_ERR_INTERRUPTED, "interrupted after %d of %d images", i, n);
-            break;
-        }
-        dfrcl_image img = {0};
-        float score = 0;
-        cJSON *item = cJSON_CreateObject();
-        cli_json_add_name(item, "path", path);
-        /* An unreadable image is reported and skipped; any other failure stops the run. */
-        int r = dfr_prefetch_next(pf, &img, NULL, NULL);
-        if (r == DFRCL_ERR_FORMAT || r == DFRCL_ERR_IO) {
-            fprintf(stderr, "dfrcl: error: %s (skipped)\n", dfrcl_last_error());
-            cli_json_add_name(item, "error", dfrcl_last_error());
-            char *u = cli_utf8(path, NULL);
-            if (u) cJSON_AddItemToArray(skipped, cJSON_CreateString(u));
-            free(u);
-            skipped_idx[failed++] = i;
-        } else {
-            rc = r;
-            if (!rc) rc = dfr_model_score(m, img.pixels, img.channels, map, &score);
-            int bad = score > info.threshold;
-            size_t above = 0;
-            for (size_t k = 0; !rc && k < (size_t)info.size * info.size; k++) above += map[k] > info.threshold;
-            if (!rc && out_dir) rc = write_outputs(out_dir, names[i], &img, map, info.size, info.threshold,
-                                             item, &written);
-            if (!rc) {
-                anomalous += bad;
-                cJSON_AddNumberToObject(item, "score", score);
-                cJSON_AddBoolToObject(item, "anomalous", bad);
-                cJSON_AddNumberToObject(item, "anomalous_pixel_fraction",
-                                        (double)above / ((double)info.size * info.size));
-                if (!json) printf("%-50s %12.6g  %s\n", path, score, bad ? "ANOMALOUS" : "normal");
-                fflush(stdout);
-                done++;
-            }
-        }
-        cJSON_AddItemToArray(arr, item);
-        dfrcl_image_free(&img);
-        cli_progress_update(&prog, i + 1, 1, NULL);
-    }
-    dfr_prefetch_close(&pf);
+    /* Decoded on a pool of threads, scored in batches on every device of --device (src/sched). */
+    dfr_scorer *sc = NULL;
+    infer_ctx ctx = {argv + optind, names, out_dir, &info, json, 0, 0, 0, skipped_idx, arr, skipped,
+                     &prog, &written};
+    if (!rc) rc = dfr_scorer_open(&sc, lanes.m, lanes.k, &lanes.so);
+    if (!rc) rc = dfr_scorer_run(sc, (const char *const *)argv + optind, n, infer_one, &ctx, stop);
+    dfr_scorer_close(&sc);
+    anomalous = ctx.anomalous;
+    failed = ctx.failed;
+    done = ctx.done;
     cli_progress_end(&prog);
     if (!rc) {
         if (json) {
@@ -289,9 +305,6 @@ int cmd_infer(int argc, char **argv)
     cli_written_free(&written);
     free(skipped_idx);
     cJSON_Delete(root);
-    free(map);
-    dfr_model_free(&m);
-    dfr_vgg19_free(&vgg);
-    dfr_runtime_close(&rt);
+    cli_lanes_close(&lanes);
     return ret;
 }

@@ -60,6 +60,12 @@ static void help(void)
            "      --categories a,b      only these categories\n"
            "      --force               redo categories done with other settings\n"
            CLI_TRAIN_HELP CLI_BACKBONE_HELP
+           "  -d, --device LIST         also 'all' or '0,2': each category trains on the first\n"
+           "                            device, and its evaluation spreads the test images over\n"
+           "                            all of them\n"
+           "      --score-batch N       images per launch when evaluating (default: from the\n"
+           "                            device's memory)\n"
+           "      --threads N           image decoding threads (default: one per core)\n"
            "  -h, --help\n");
 }
 
@@ -534,7 +540,7 @@ static int check_settings(char *const *names, int n, const char *out, const cJSO
 
 int cmd_run(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS,
+    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS, CLI_SCHED_LONGOPTS_RUN,
                                          {"data", required_argument, 0, 1601},
                                          {"out", required_argument, 0, 1602},
                                          {"categories", required_argument, 0, 1603},
@@ -620,15 +626,18 @@ int cmd_run(int argc, char **argv)
         }
 
     cat_result *res = calloc((size_t)n, sizeof *res);
-    dfr_runtime *rt = NULL;
+    cli_lanes lanes = {0};
+    dfr_runtime *rt = NULL; /* training's device: the first of --device's list */
     dfr_vgg19 *vgg = NULL;
     cJSON *settings = NULL;
     char *settings_txt = NULL;
     int lock_fd = -1;
     int rc = res ? dfr_mkdir_p(out) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     if (!rc) rc = lock_campaign(out, &lock_fd);
-    if (!rc) rc = cli_backbone_open(&bo, 0, &rt, &vgg);
+    if (!rc) rc = cli_lanes_open(&bo, 0, &lanes);
     if (!rc) {
+        rt = lanes.rt[0];
+        vgg = lanes.vgg[0];
         settings = run_settings(&bo, vgg, &to);
         settings_txt = cJSON_Print(settings);
         rc = check_settings(names, n, out, settings, force);
@@ -662,7 +671,6 @@ int cmd_run(int argc, char **argv)
         int crc = dfr_mkdir_p(f.eval);
         /* The settings go first: a checkpoint or model found later was made with them. */
         if (!crc) crc = dfr_write_file_atomic(f.settings, settings_txt, strlen(settings_txt));
-        if (!crc && have_model) crc = dfr_model_load(&m, rt, vgg, f.model);
         if (!crc && !have_model) crc = dfr_list_train_images(dirs[i], &files);
         if (!crc && !have_model) {
             cli_train_progress prog = {0};
@@ -675,9 +683,13 @@ int cmd_run(int argc, char **argv)
             if (!crc) crc = dfr_model_save(m, f.model);
             if (!crc) remove(f.ck);
         }
+        /* Evaluation spreads the category's images over every device of --device's list. */
+        dfr_model_free(&m);
+        if (!crc) crc = cli_lanes_load_model(&lanes, f.model);
+        if (!crc) m = lanes.m[0];
         char title[512];
         snprintf(title, sizeof title, "dfrcl run: %s", names[i]);
-        if (!crc) crc = cli_eval_model(m, dirs[i], NULL, NULL, f.eval, f.metrics, title, f.model,
+        if (!crc) crc = cli_eval_model(&lanes, dirs[i], NULL, NULL, f.eval, f.metrics, title, f.model,
                                        bo.verbosity == 0, &mt);
         if (crc == DFRCL_ERR_INTERRUPTED && m) cli_remove_tree(f.eval); /* stopped evaluating */
         if (!crc) {
@@ -693,7 +705,8 @@ int cmd_run(int argc, char **argv)
             fprintf(stderr, "dfrcl: error: %s: %s\n", names[i], dfrcl_last_error());
             r->failed = 1;
         } else rc = crc;
-        dfr_model_free(&m);
+        m = NULL;
+        cli_lanes_free_models(&lanes);
         dfr_file_list_free(&files);
     }
     int any_failed = 0;
@@ -711,8 +724,7 @@ int cmd_run(int argc, char **argv)
     if (lock_fd >= 0) close(lock_fd);
     cJSON_Delete(settings);
     free(settings_txt);
-    dfr_vgg19_free(&vgg);
-    dfr_runtime_close(&rt);
+    cli_lanes_close(&lanes);
     for (int i = 0; i < n; i++) {
         free(names[i]);
         free(dirs[i]);

@@ -170,83 +170,100 @@ static int thumb(const dfrcl_image *src, int t, dfrcl_image *dst)
     return dfrcl_image_resize(dst, src, t, t);
 }
 
+/* What scoring hands each image to, in order. */
+typedef struct eval_ctx {
+    const dfr_test_set *ts;
+    const dfr_eval_opts *o;
+    int S, T;
+    double thr;
+    uint8_t *mask;
+    dfr_eval_acc *acc;
+    dfr_report_item *items;
+} eval_ctx;
+
+static int eval_one(void *user, const dfr_sched_result *r)
+{
+    eval_ctx *c = user;
+    const dfr_eval_opts *o = c->o;
+    const dfr_test_item *it = &c->ts->items[r->index];
+    int S = c->S, T = c->T;
+    size_t SS = (size_t)S * S;
+    if (r->status) return dfr_error(r->status, "%s", r->message);
+    const float *map = r->map;
+    float score = r->score;
+    const dfrcl_image *img = r->image;
+    dfrcl_image gt = {0}, ov = {0};
+    uint8_t *mask = c->mask;
+    int rc = DFRCL_OK;
+    memset(mask, 0, SS);
+    if (it->mask_path) {
+        rc = dfrcl_image_load(&gt, it->mask_path);
+        if (!rc) {
+            if (r->orig_w != gt.width || r->orig_h != gt.height)
+                dfr_log(1, "warning: %s is %dx%d but its image is %dx%d: resized", it->mask_path,
+                        gt.width, gt.height, r->orig_w, r->orig_h);
+            mask_to_size(&gt, S, mask);
+        }
+    }
+    if (!rc) rc = dfr_eval_acc_add(c->acc, map, it->mask_path ? mask : NULL, it->label);
+    if (!rc && o->out_dir) {
+        char p[8400];
+        int64_t shape[2] = {S, S};
+        rc = item_path(p, sizeof p, o->out_dir, "maps", it, ".npy");
+        if (!rc) rc = dfr_npy_write_f32(p, 2, shape, map);
+        if (!rc) rc = dfr_anomaly_overlay(img, map, S, S, (float)c->thr, &ov, NULL);
+        if (!rc) rc = item_path(p, sizeof p, o->out_dir, "overlays", it, ".png");
+        if (!rc) rc = dfr_png_write(p, ov.width, ov.height, ov.channels, ov.pixels);
+        dfr_report_item *ri = &c->items[r->index];
+        const char *base = strrchr(it->path, '/');
+        char name[2048];
+        snprintf(name, sizeof name, "%s/%s", it->defect, base ? base + 1 : it->path);
+        ri->name = strdup(name);
+        ri->defect = it->defect;
+        ri->label = it->label;
+        ri->score = score;
+        ri->predicted = score > c->thr;
+        if (!rc) rc = thumb(img, T, &ri->image);
+        if (!rc) rc = thumb(&ov, T, &ri->overlay);
+        if (!rc && it->mask_path) {
+            dfrcl_image mk = {.width = S, .height = S, .channels = 1, .pixels = malloc(SS)};
+            if (!mk.pixels) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+            for (size_t k = 0; !rc && k < SS; k++) mk.pixels[k] = mask[k] ? 255 : 0;
+            if (!rc) rc = thumb(&mk, T, &ri->mask);
+            free(mk.pixels);
+        }
+    }
+    dfrcl_image_free(&gt);
+    dfrcl_image_free(&ov);
+    if (o->progress) o->progress(o->user, r->index + 1, c->ts->count);
+    return rc;
+}
+
 int dfr_evaluate(dfr_model *m, const dfr_test_set *ts, const dfr_eval_opts *o, dfr_metrics *res)
 {
     int S = m->info.size, T = o->thumb_size > 0 ? o->thumb_size : 128;
     double thr = m->info.threshold;
     size_t SS = (size_t)S * S;
-    float *map = malloc(SS * sizeof(float));
     uint8_t *mask = malloc(SS);
     dfr_eval_acc *acc = NULL;
     dfr_report_item *items = o->out_dir ? calloc((size_t)ts->count, sizeof *items) : NULL;
     dfr_curve proc = {0}, iroc = {0}, pro = {0};
-    /* The test images are decoded on a worker thread, ahead of the device's work. */
+    /* Decoding on a thread pool and scoring in batches on the devices (src/sched). */
     const char **paths = malloc((ts->count > 0 ? (size_t)ts->count : 1) * sizeof *paths);
-    dfr_prefetch *pf = NULL;
+    dfr_scorer *sc = NULL;
     for (int i = 0; paths && i < ts->count; i++) paths[i] = ts->items[i].path;
-    int rc = (!map || !mask || !paths || (o->out_dir && !items))
+    int rc = (!mask || !paths || (o->out_dir && !items))
                  ? dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory")
                  : dfr_eval_acc_new(&acc, S, S, ts->count);
-    if (!rc) rc = dfr_prefetch_open(&pf, paths, ts->count, S, 2);
+    if (!rc) rc = dfr_scorer_open(&sc, o->models ? o->models : &m, o->models ? o->n_models : 1,
+                                  &o->sched);
     if (!rc && ts->missing_masks)
         dfr_log(1, "warning: %d defective image(s) have no ground-truth mask: pixel-level metrics "
                    "are skipped, image AUROC only",
                 ts->missing_masks);
-    for (int i = 0; i < ts->count && !rc; i++) {
-        const dfr_test_item *it = &ts->items[i];
-        dfrcl_image img = {0}, gt = {0}, ov = {0};
-        float score = 0;
-        int ow = 0, oh = 0;
-        if (o->stop && *o->stop) {
-            rc = dfr_error(DFRCL_ERR_INTERRUPTED, "interrupted after %d of %d images", i, ts->count);
-            break;
-        }
-        rc = dfr_prefetch_next(pf, &img, &ow, &oh);
-        if (!rc) rc = dfr_model_score(m, img.pixels, img.channels, map, &score);
-        memset(mask, 0, SS);
-        if (!rc && it->mask_path) {
-            rc = dfrcl_image_load(&gt, it->mask_path);
-            if (!rc) {
-                if (ow != gt.width || oh != gt.height)
-                    dfr_log(1, "warning: %s is %dx%d but its image is %dx%d: resized", it->mask_path,
-                            gt.width, gt.height, ow, oh);
-                mask_to_size(&gt, S, mask);
-            }
-        }
-        if (!rc) rc = dfr_eval_acc_add(acc, map, it->mask_path ? mask : NULL, it->label);
-        if (!rc && o->out_dir) {
-            char p[8400];
-            int64_t shape[2] = {S, S};
-            rc = item_path(p, sizeof p, o->out_dir, "maps", it, ".npy");
-            if (!rc) rc = dfr_npy_write_f32(p, 2, shape, map);
-            if (!rc) rc = dfr_anomaly_overlay(&img, map, S, S, (float)thr, &ov, NULL);
-            if (!rc) rc = item_path(p, sizeof p, o->out_dir, "overlays", it, ".png");
-            if (!rc) rc = dfr_png_write(p, ov.width, ov.height, ov.channels, ov.pixels);
-            dfr_report_item *ri = &items[i];
-            const char *base = strrchr(it->path, '/');
-            char name[2048];
-            snprintf(name, sizeof name, "%s/%s", it->defect, base ? base + 1 : it->path);
-            ri->name = strdup(name);
-            ri->defect = it->defect;
-            ri->label = it->label;
-            ri->score = score;
-            ri->predicted = score > thr;
-            if (!rc) rc = thumb(&img, T, &ri->image);
-            if (!rc) rc = thumb(&ov, T, &ri->overlay);
-            if (!rc && it->mask_path) {
-                dfrcl_image mk = {.width = S, .height = S, .channels = 1, .pixels = malloc(SS)};
-                if (!mk.pixels) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
-                for (size_t k = 0; !rc && k < SS; k++) mk.pixels[k] = mask[k] ? 255 : 0;
-                if (!rc) rc = thumb(&mk, T, &ri->mask);
-                free(mk.pixels);
-            }
-        }
-        dfrcl_image_free(&img);
-        dfrcl_image_free(&gt);
-        dfrcl_image_free(&ov);
-        if (o->progress) o->progress(o->user, i + 1, ts->count);
-    }
-    dfr_prefetch_close(&pf);
+    eval_ctx ctx = {ts, o, S, T, thr, mask, acc, items};
+    if (!rc) rc = dfr_scorer_run(sc, paths, ts->count, eval_one, &ctx, o->stop);
+    dfr_scorer_close(&sc);
     free(paths);
     if (!rc && o->stop && *o->stop)
         rc = dfr_error(DFRCL_ERR_INTERRUPTED, "interrupted after all %d images", ts->count);
@@ -297,7 +314,6 @@ int dfr_evaluate(dfr_model *m, const dfr_test_set *ts, const dfr_eval_opts *o, d
     dfr_curve_free(&iroc);
     dfr_curve_free(&pro);
     dfr_eval_acc_free(&acc);
-    free(map);
     free(mask);
     return rc;
 }

@@ -5,6 +5,7 @@
 
 #include "eval/metrics.h"
 #include "model/dfr.h"
+#include "sched/scorer.h"
 
 typedef struct dfr_test_item {
     char *path;      /* the image */
@@ -37,6 +38,11 @@ typedef struct dfr_eval_opts {
     /* When *stop becomes non-zero (a signal), dfr_evaluate stops before the next image and
      * returns DFRCL_ERR_INTERRUPTED, with no report written; NULL: never. */
     volatile int *stop;
+    /* Scoring: the same model on several devices (NULL: the model given alone), batches and
+     * decoding threads (src/sched). */
+    dfr_model *const *models;
+    int n_models;
+    dfr_sched_opts sched;
 } dfr_eval_opts;
 
 /* Scores every test image, computes the metrics at the model's threshold, and with out_dir

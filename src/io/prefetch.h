@@ -1,4 +1,4 @@
-/* Decoding ahead (internal): a worker thread decodes and resizes the next images while the
+/* Decoding ahead (internal): worker threads decode and resizes the next images while the
  * caller's device works on the current one, so the host's JPEG/PNG decoding (milliseconds per
  * image, more than a GPU's whole pipeline) stays off the critical path. Images come back in the
  * order of `paths`, each with its own status. */
@@ -12,6 +12,12 @@ typedef struct dfr_prefetch dfr_prefetch;
 /* Starts decoding paths[0..n-1] (borrowed: they must outlive the prefetcher), each resized to
  * size x size (size 0: as decoded), at most `depth` images ahead of the caller (>= 1). */
 int dfr_prefetch_open(dfr_prefetch **pf, const char *const *paths, int n, int size, int depth);
+/* The same on a pool of `threads` decoding threads (0 = one per core, at most 16); images still
+ * come back in order. depth >= threads keeps them all busy. */
+int dfr_prefetch_open_pool(dfr_prefetch **pf, const char *const *paths, int n, int size, int depth,
+                           int threads);
+/* Decoding threads for `threads` (0 = from the cores: one per core, at most 16). */
+int dfr_prefetch_threads(int threads);
 
 /* The next image, in order, into *img (the caller frees it); orig_w/orig_h (may be NULL) receive
  * the file's own size. Returns that image's decode status with its error message set on the

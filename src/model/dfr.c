@@ -47,15 +47,57 @@ int dfr_model_score_buffers(dfr_model *m, int cap)
     return rc;
 }
 
-/* Score maps [batch, S, S] of the features in m->feat (images 0..batch-1) into m->score_full. */
-int dfr_model_score_features(dfr_model *m, int batch)
+/* Score maps [batch, S, S] of the features in m->feat (images 0..batch-1) into out. */
+int dfr_model_score_features_into(dfr_model *m, int batch, cl_mem out)
 {
     int q = m->info.size / 4, S = m->info.size;
     int rc = dfr_cae_infer(m->cae, m->feat, 0, batch, m->recon);
     if (!rc) rc = dfr_op_sqerr_mean(m->rt, m->feat, m->recon, batch, m->info.channels, q * q,
                                     m->score_small);
-    if (!rc) rc = dfr_op_upsample(m->rt, m->score_small, batch, q, q, m->score_full, S, S);
+    if (!rc) rc = dfr_op_upsample(m->rt, m->score_small, batch, q, q, out, S, S);
     return rc;
+}
+
+int dfr_model_score_features(dfr_model *m, int batch)
+{
+    return dfr_model_score_features_into(m, batch, m->score_full);
+}
+
+int dfr_model_reserve_batch(dfr_model *m, int batch)
+{
+    int have = m->cae_batch > 0 ? m->cae_batch : 1;
+    if (batch > have) {
+        if (!m->cae_resizable)
+            return dfr_error(DFRCL_ERR_INVALID_ARG, "this model's autoencoder scores batches of at "
+                             "most %d images, not %d", have, batch);
+        int q = m->info.size / 4;
+        dfr_cae *bigger = NULL;
+        int rc = dfr_cae_new_scorer(&bigger, m->rt, m->info.channels, m->info.latent, batch, q * q);
+        if (!rc) rc = dfr_cae_copy_weights(bigger, m->cae);
+        if (rc) {
+            dfr_cae_free(&bigger);
+            return rc;
+        }
+        dfr_cae_free(&m->cae);
+        m->cae = bigger;
+        m->cae_batch = batch;
+    }
+    return dfr_model_score_buffers(m, batch);
+}
+
+int dfr_model_auto_batch(const dfr_model *m, int cap)
+{
+    const dfrcl_device_info *d = &m->rt->info;
+    double S = m->info.size, P = (S / 4) * (S / 4), C = m->info.channels;
+    double cae1 = dfr_cae_device_bytes((int)C, m->info.latent, P, 0);
+    double cae_per = dfr_cae_device_bytes((int)C, m->info.latent, 2 * P, 0) - cae1;
+    double per = 2 * C * P * 4 + P * 4 + 3 * S * S * 4 + 2 * S * S * 3 + cae_per;
+    double budget = 0.25 * (double)d->global_mem_bytes - (cae1 - cae_per);
+    int b = cap > 0 ? cap : 1;
+    while (b > 1 && (b * per > budget ||
+                     (d->max_alloc_bytes && b * C * P * 4 > (double)d->max_alloc_bytes)))
+        b--;
+    return b;
 }
 
 int dfr_model_score(dfr_model *m, const uint8_t *pixels, int channels, float *map, float *score)
@@ -70,6 +112,32 @@ int dfr_model_score(dfr_model *m, const uint8_t *pixels, int channels, float *ma
     for (size_t i = 0; i < (size_t)S * S; i++)
         if (map[i] > mx) mx = map[i];
     *score = mx;
+    return DFRCL_OK;
+}
+
+int dfr_model_untrained(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, int size, int latent)
+{
+    *out = NULL;
+    int rc = dfr_vgg19_check_size(vgg, size);
+    if (rc) return rc;
+    dfr_model *m = calloc(1, sizeof *m);
+    if (!m) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    m->rt = rt;
+    m->vgg = vgg;
+    m->info.layers = vgg->layers;
+    m->info.size = size;
+    m->info.channels = vgg->channels;
+    m->info.latent = latent;
+    snprintf(m->info.backbone_sha256, sizeof m->info.backbone_sha256, "%s", vgg->identity);
+    snprintf(m->info.backbone_desc, sizeof m->info.backbone_desc, "%s", vgg->desc);
+    m->cae_batch = 1;
+    m->cae_resizable = 1;
+    rc = dfr_cae_new_scorer(&m->cae, rt, vgg->channels, latent, 1, (size / 4) * (size / 4));
+    if (rc) {
+        dfr_model_free(&m);
+        return rc;
+    }
+    *out = m;
     return DFRCL_OK;
 }
 
@@ -360,6 +428,8 @@ int dfr_model_load(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char 
         free(buf);
     }
     if (!rc) rc = check_content(st, path, &h);
+    m->cae_batch = 1;
+    m->cae_resizable = 1;
     dfr_st_close(&st);
     if (rc) {
         dfr_model_free(&m);

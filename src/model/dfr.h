@@ -95,7 +95,14 @@ struct dfr_model {
     /* scoring buffers for up to `cap` images */
     int cap;
     cl_mem feat, recon, score_small, score_full;
+    /* The batches the CAE takes (0 = 1), and whether the model owns a scorer CAE it may replace
+     * by a larger one (a loaded model; training's models borrow or train theirs). */
+    int cae_batch, cae_resizable;
 };
+
+/* An untrained model (the autoencoder's seed-0 weights, threshold 0) over vgg at `size`: for
+ * benchmarks and tests of the scoring path. */
+int dfr_model_untrained(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, int size, int latent);
 
 /* Trains on the images (resized to `size`): features once (on the device when they fit, else
  * kept on the host and streamed), latent size by PCA, CAE epochs, then the threshold from the
@@ -107,6 +114,15 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
  * their features), and the score maps of the first `batch` of them into m->score_full. */
 int dfr_model_score_buffers(dfr_model *m, int cap);
 int dfr_model_score_features(dfr_model *m, int batch);
+/* The same into `out` ([batch, S, S] floats) instead of m->score_full. */
+int dfr_model_score_features_into(dfr_model *m, int batch, cl_mem out);
+/* Makes m score batches of `batch` images: its buffers, and a scorer CAE that takes them (a
+ * loaded model's is replaced; another kind's stays, DFRCL_ERR_INVALID_ARG if too small). */
+int dfr_model_reserve_batch(dfr_model *m, int batch);
+/* The largest batch, at most `cap`, whose scoring buffers (features, reconstructions, maps, the
+ * autoencoder's activations, double-buffered transfers) fit in a quarter of the device's global
+ * memory, each buffer within its largest allocation; at least 1. */
+int dfr_model_auto_batch(const dfr_model *m, int cap);
 
 /* Scores one image (already size x size, 8-bit, 1 or 3 channels): the S x S map into `map`
  * (size*size floats, caller-owned); returns the image score (max of the map) in *score. */

@@ -166,23 +166,35 @@ static int set_threshold(dfr_model *m, dfr_fs *fs, const char *const *images, in
     size_t k = (size_t)floor(o->fpr * (double)total);
     if (k >= total) k = total - 1;
     top_scores top = {malloc((k + 1) * sizeof(float)), 0, k + 1};
-    float *scores = malloc(SS * sizeof(float)); /* one image's */
+    /* Batches as large as the device's memory and the feature store's batch allow: the maps are
+     * those of one image at a time (tests/test_sched.c), so the threshold is too. */
+    int B = dfr_model_auto_batch(m, 16), store_batch = o->batch < n ? o->batch : n;
+    if (B > store_batch) B = store_batch;
+    if (B < 1) B = 1;
+    float *scores = malloc(SS * B * sizeof(float));
+    int idx[64];
     int rc = scores && top.h ? DFRCL_OK : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
-    if (!rc) rc = dfr_model_score_buffers(m, 1);
-    for (int i = 0; i < n && !rc; i++) {
-        rc = dfr_fs_gather(fs, &i, 1, NULL, P, m->feat);
-        if (i + 1 < n) dfr_fs_hint(fs, (int[]){i + 1}, 1);
-        if (!rc) rc = dfr_model_score_features(m, 1);
-        if (!rc) rc = dfr_read(m->rt, m->score_full, 0, SS * sizeof(float), scores, "download");
-        size_t bad = rc ? SS : dfr_first_nonfinite(scores, SS);
-        if (!rc && bad < SS)
-            rc = dfr_error(DFRCL_ERR_INVALID_ARG,
-                           "setting the threshold: the pixel scores of %s are not finite (%g): the "
-                           "autoencoder or the features hold non-finite values (check the backbone "
-                           "weights and the images, or train with a lower --lr)",
-                           images[i], (double)scores[bad]);
-        for (size_t j = 0; j < SS && !rc; j++) top_push(&top, scores[j]);
-        progress(o, "threshold", i + 1, n, 0);
+    if (!rc) rc = dfr_model_reserve_batch(m, B);
+    for (int i = 0; i < n && !rc; i += B) {
+        int cnt = n - i < B ? n - i : B, next = 0;
+        for (int j = 0; j < cnt; j++) idx[j] = i + j;
+        rc = dfr_fs_gather(fs, idx, cnt, NULL, P, m->feat);
+        for (int j = i + cnt; j < n && next < B; j++) idx[next++] = j;
+        if (next) dfr_fs_hint(fs, idx, next);
+        if (!rc) rc = dfr_model_score_features(m, cnt);
+        if (!rc) rc = dfr_read(m->rt, m->score_full, 0, SS * cnt * sizeof(float), scores, "download");
+        for (int j = 0; j < cnt && !rc; j++) {
+            const float *sj = scores + SS * j;
+            size_t bad = dfr_first_nonfinite(sj, SS);
+            if (bad < SS)
+                rc = dfr_error(DFRCL_ERR_INVALID_ARG,
+                               "setting the threshold: the pixel scores of %s are not finite (%g): "
+                               "the autoencoder or the features hold non-finite values (check the "
+                               "backbone weights and the images, or train with a lower --lr)",
+                               images[i + j], (double)sj[bad]);
+            for (size_t q = 0; q < SS && !rc; q++) top_push(&top, sj[q]);
+        }
+        progress(o, "threshold", i + cnt, n, 0);
         if (!rc && o->stop && *o->stop)
             rc = dfr_error(DFRCL_ERR_INTERRUPTED,
                            "interrupted while setting the threshold%s", o->checkpoint ?
@@ -779,6 +791,8 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
         rc = clone_for_scoring(&scorer, m->cae, rt, P);
         dfr_cae_free(&m->cae);
         m->cae = scorer;
+        m->cae_batch = 1; /* a scorer of its own: reserve_batch may grow it */
+        m->cae_resizable = 1;
     }
     if (!rc) rc = set_threshold(m, fs, images, n, &o);
     free(perm);

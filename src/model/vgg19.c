@@ -215,8 +215,9 @@ int dfr_vgg19_check_size(const dfr_vgg19 *v, int size)
     return DFRCL_OK;
 }
 
-int dfr_vgg19_features_debug(dfr_vgg19 *v, const uint8_t *pixels, int channels, int size,
-                             cl_mem feat, int image_index, float **keep)
+/* The image comes from host `pixels`, or when NULL from device buffer dev_px at dev_off. */
+static int features(dfr_vgg19 *v, const uint8_t *pixels, cl_mem dev_px, size_t dev_off,
+                    int channels, int size, cl_mem feat, int image_index, float **keep)
 {
     int rc = dfr_vgg19_check_size(v, size);
     if (rc) return rc;
@@ -224,7 +225,10 @@ int dfr_vgg19_features_debug(dfr_vgg19 *v, const uint8_t *pixels, int channels, 
         return dfr_error(DFRCL_ERR_INVALID_ARG, "image has %d channels (1 or 3 expected)", channels);
     rc = ensure_buffers(v, size);
     if (rc) return rc;
-    rc = dfr_write(v->rt, v->img_u8, 0, (size_t)size * size * channels, pixels, "upload");
+    if (pixels) rc = dfr_write(v->rt, v->img_u8, 0, (size_t)size * size * channels, pixels, "upload");
+    else rc = dfr_cl_error(clEnqueueCopyBuffer(v->rt->queue, dev_px, v->img_u8, dev_off, 0,
+                                               (size_t)size * size * channels, 0, NULL, NULL),
+                           "copying an image of a batch");
     if (!rc) rc = dfr_op_preprocess(v->rt, v->img_u8, size, size, channels, v->act[0]);
     int cur = 0, h = size, c_off = image_index * v->channels;
     for (int i = 0; i < v->layers && !rc; i++) {
@@ -246,6 +250,19 @@ int dfr_vgg19_features_debug(dfr_vgg19 *v, const uint8_t *pixels, int channels, 
     }
     v->rt->prof_tag = NULL;
     return rc;
+}
+
+int dfr_vgg19_features_debug(dfr_vgg19 *v, const uint8_t *pixels, int channels, int size,
+                             cl_mem feat, int image_index, float **keep)
+{
+    return features(v, pixels, NULL, 0, channels, size, feat, image_index, keep);
+}
+
+int dfr_vgg19_features_dev(dfr_vgg19 *v, cl_mem pixels, size_t offset, int channels, int size,
+                           cl_mem feat, int image_index)
+{
+    if (!pixels) return dfr_error(DFRCL_ERR_INVALID_ARG, "backbone: no pixel buffer");
+    return features(v, NULL, pixels, offset, channels, size, feat, image_index, NULL);
 }
 
 int dfr_vgg19_features(dfr_vgg19 *v, const uint8_t *pixels, int channels, int size, cl_mem feat,

@@ -52,6 +52,10 @@ void dfr_vgg19_free(dfr_vgg19 **v);
  * of a batch laid out [n, C, size/4, size/4]. Does not wait for the device. */
 int dfr_vgg19_features(dfr_vgg19 *v, const uint8_t *pixels, int channels, int size, cl_mem feat,
                        int image_index);
+/* The same for an image already on the device: `channels` x size x size bytes at `offset` of
+ * `pixels` (a batch's upload), copied on the device into the backbone's input. */
+int dfr_vgg19_features_dev(dfr_vgg19 *v, cl_mem pixels, size_t offset, int channels, int size,
+                           cl_mem feat, int image_index);
 /* Debug/tests: after dfr_vgg19_features with keep != NULL, keep[i] receives a copy of relu map i
  * (the caller allocates [cout_i, h_i, w_i] floats or passes NULL to skip that layer). */
 int dfr_vgg19_features_debug(dfr_vgg19 *v, const uint8_t *pixels, int channels, int size,
