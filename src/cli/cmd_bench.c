@@ -47,7 +47,9 @@ static void help(void)
            "                            from PNG files on disk to .npy maps on disk (an untrained\n"
            "                            model), for batches of 1, 4 and 16; each stage's device\n"
            "                            busy time, the device's idle share, and the ideal rate\n"
-           "                            1 / (sum of the stage times per image)\n"
+           "                            1 / (sum of the stage times per image); with --torch\n"
+           "                            SCRIPT (tools/torch_pipeline.py), PyTorch's evaluation\n"
+           "                            loop on the same files and batches, side by side\n"
            "      --images N            images for --pipeline (default 32)\n"
            "      --latent N            also time the CAE and scoring with this latent size\n"
            "                            (default 197 for 12 layers as in the published bottle\n"
@@ -117,6 +119,32 @@ static int run_torch(const char *script, int size, int threads, int latent, doub
 }
 
 
+/* Runs tools/torch_pipeline.py (PyTorch's evaluation loop) on the same files and parses its
+ * "images/s R" line. Returns 0 when it did not run. */
+static double run_torch_pipeline(const char *script, char **paths, int n, int size, int layers,
+                                 int latent, int batch, int threads)
+{
+    size_t cap = 4096 + strlen(script);
+    for (int i = 0; i < n; i++) cap += strlen(paths[i]) + 3;
+    char *cmd = malloc(cap);
+    if (!cmd) return 0;
+    int len = snprintf(cmd, cap, "/usr/bin/python3 '%s' --size %d --layers %d --latent %d "
+                       "--batch %d --threads %d", script, size, layers, latent, batch, threads);
+    for (int i = 0; i < n; i++) len += snprintf(cmd + len, cap - (size_t)len, " '%s'", paths[i]);
+    snprintf(cmd + len, cap - (size_t)len, " 2>&1");
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    if (!p) return 0;
+    char line[1024];
+    double rate = 0;
+    while (fgets(line, sizeof line, p)) {
+        const char *s = strstr(line, "images/s ");
+        if (!(s && sscanf(s, "images/s %lf", &rate) == 1)) fputs(line, stderr);
+    }
+    pclose(p);
+    return rate;
+}
+
 typedef struct pipe_ctx {
     const char *dir;
     int S, written;
@@ -136,7 +164,8 @@ static int pipe_write(void *user, const dfr_sched_result *r)
 }
 
 /* dfrcl bench --pipeline: the scheduler end to end on generated PNG files. */
-static int bench_pipeline(const cli_backbone_opts *bo, int n, int latent)
+static int bench_pipeline(const cli_backbone_opts *bo, int n, int latent, const char *torch,
+                          int threads)
 {
     dfr_runtime *rt = NULL;
     dfr_vgg19 *vgg = NULL;
@@ -160,8 +189,9 @@ static int bench_pipeline(const cli_backbone_opts *bo, int n, int latent)
     free(px);
     if (!rc)
         printf("dfrcl bench --pipeline: %s, size %d, %d layers (C=%d), latent %d, %d PNG files "
-               "-> .npy maps\n%6s %9s %9s %9s %8s  %s\n", rt->info.name, S, vgg->layers,
-               vgg->channels, latent, n, "batch", "img/s", "ideal", "ratio", "idle", "device ms/img by stage");
+               "-> .npy maps\n%6s %9s %9s %9s %8s %s %s\n", rt->info.name, S, vgg->layers,
+               vgg->channels, latent, n, "batch", "img/s", "ideal", "ratio", "idle",
+               torch ? " torch img/s  x torch " : "", "device ms/img by stage");
     static const int batches[] = {1, 4, 16};
     for (int bi = 0; bi < 3 && !rc; bi++) {
         dfr_scorer *sc = NULL;
@@ -194,13 +224,21 @@ static int bench_pipeline(const cli_backbone_opts *bo, int n, int latent)
         double rate = n / (wall / 1e3), ideal = n / (compute / 1e3);
         printf("%6d %9.2f %9.2f %8.1f%% %7.1f%%  ", batches[bi], rate, ideal, 100 * rate / ideal,
                100 * (1 - compute / wall));
+        if (torch) {
+            fflush(stdout);
+            double tr = run_torch_pipeline(torch, paths, n, S, vgg->layers, latent, batches[bi],
+                                           threads);
+            if (tr > 0) printf("%11.3f %8.2fx  ", tr, rate / tr);
+            else printf("%11s %9s  ", "n/a", "n/a");
+        }
         for (int j = 0; j < nl; j++) printf("%s%s %.2f", j ? ", " : "", labels[j], ms[j] / n);
         printf("\n");
         fflush(stdout);
     }
     if (!rc)
         printf("(img/s: files to maps on disk; ideal: 1 / the compute queue's busy time per image; "
-               "idle: the compute queue's idle share of the wall time)\n");
+               "idle: the compute queue's idle share of the wall time%s)\n",
+               torch ? "; torch: PyTorch's evaluation loop on the same files, same batch" : "");
     for (int i = 0; paths && i < n; i++) {
         char p[4200];
         snprintf(p, sizeof p, "%s/map%04d.npy", dir, i);
@@ -260,7 +298,7 @@ int cmd_bench(int argc, char **argv)
         return 2;
     }
     if (!bo.weights && bo.random_seed < 0) bo.random_seed = 0;
-    if (pipeline) return bench_pipeline(&bo, images, latent);
+    if (pipeline) return bench_pipeline(&bo, images, latent, torch, threads);
 
     dfr_runtime *rt = NULL;
     dfr_vgg19 *vgg = NULL;
