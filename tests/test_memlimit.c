@@ -1,7 +1,7 @@
 /* Device memory limits (issue 10, small devices): dfr_buffer_new refuses a buffer over the
  * device's largest allocation or one past its global memory (counting what the runtime's buffers
- * hold, released ones leaving the count), the batch-size helper, and the GEMM's packing scratch
- * staying within a small device's buffers. The limits are lowered in rt->info to test what a
+ * hold, released ones leaving the count), the batch-size helper, the GEMM's packing scratch
+ * staying within a small device's buffers, and the autoencoder's inference in position chunks. The limits are lowered in rt->info to test what a
  * small device would do on any device. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "cl/runtime.h"
+#include "model/cae.h"
 #include "ops/gemm.h"
 #include "testutil.h"
 #include "util/error.h"
@@ -143,6 +144,94 @@ static void test_gemm_small_buffers(void **state)
     dfr_runtime_close(&rt);
 }
 
+/* 1x1 conv + bias on the host: y[co][P] = W x + b. */
+static void host_conv(const float *w, const float *b, const double *x, int ci, int co, int P,
+                      double *y)
+{
+    for (int o = 0; o < co; o++)
+        for (int p = 0; p < P; p++) {
+            double v = b[o];
+            for (int i = 0; i < ci; i++) v += (double)w[o * ci + i] * x[(size_t)i * P + p];
+            y[(size_t)o * P + p] = v;
+        }
+}
+
+/* Inference on images of 5000 positions (chunks of 4096 and 904), two at an element offset:
+ * every position as the host computes it (eval-mode BatchNorm with set running statistics). */
+static void test_cae_infer_chunks(void **state)
+{
+    (void)state;
+    dfr_runtime *rt = open_rt();
+    enum { C = 12, D = 3, P = 5000, B = 2, OFF = 7 };
+    dfr_cae *cae = NULL;
+    assert_int_equal(dfr_cae_new_scorer(&cae, rt, C, D, B, P), DFRCL_OK);
+    const int H = dfr_cae_hidden(cae), ch[7] = {C, H, 2 * D, D, 2 * D, H, C};
+    static const char *conv[6] = {"enc.0", "enc.3", "enc.6", "dec.0", "dec.3", "dec.6"};
+    static const char *bn[6] = {"enc.1", "enc.4", NULL, "dec.1", "dec.4", NULL};
+    float *w[6], *bias[6], *st[6][4] = {{0}};
+    static const char *sn[4] = {"weight", "bias", "running_mean", "running_var"};
+    for (int l = 0; l < 6; l++) {
+        char name[64];
+        w[l] = malloc(sizeof(float) * ch[l] * ch[l + 1]);
+        bias[l] = malloc(sizeof(float) * ch[l + 1]);
+        snprintf(name, sizeof name, "%s.weight", conv[l]);
+        assert_int_equal(dfr_cae_get_tensor(cae, name, w[l], (size_t)ch[l] * ch[l + 1]), 0);
+        snprintf(name, sizeof name, "%s.bias", conv[l]);
+        assert_int_equal(dfr_cae_get_tensor(cae, name, bias[l], (size_t)ch[l + 1]), 0);
+        for (int t = 0; bn[l] && t < 4; t++) { /* gamma, beta, mean, var away from 1, 0, 0, 1 */
+            st[l][t] = malloc(sizeof(float) * ch[l + 1]);
+            for (int c = 0; c < ch[l + 1]; c++)
+                st[l][t][c] = t == 3 ? dfr_test_uniform(50 + l, c, 0.5f, 2.0f)
+                                     : dfr_test_uniform(60 + 4 * l + t, c, -0.5f, 0.5f);
+            snprintf(name, sizeof name, "%s.%s", bn[l], sn[t]);
+            assert_int_equal(dfr_cae_set_tensor(cae, name, st[l][t], (size_t)ch[l + 1]), 0);
+        }
+    }
+    size_t n = (size_t)B * C * P;
+    float *x = malloc(sizeof(float) * (n + OFF)), *out = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n + OFF; i++) x[i] = dfr_test_uniform(3, (uint32_t)i, -1, 1);
+    dfr_test_poison(out, n);
+    cl_mem dx, dout;
+    assert_int_equal(dfr_buffer_new(rt, sizeof(float) * (n + OFF), CL_MEM_READ_ONLY, "x", &dx), 0);
+    assert_int_equal(dfr_buffer_new(rt, sizeof(float) * n, CL_MEM_READ_WRITE, "out", &dout), 0);
+    assert_int_equal(dfr_write(rt, dx, 0, sizeof(float) * (n + OFF), x, "up"), 0);
+    assert_int_equal(dfr_write(rt, dout, 0, sizeof(float) * n, out, "up"), 0);
+    int rc = dfr_cae_infer(cae, dx, OFF, B, dout);
+    if (rc) fail_msg("infer: %s", dfrcl_last_error());
+    assert_int_equal(dfr_read(rt, dout, 0, sizeof(float) * n, out, "down"), 0);
+    /* The host: per image, every layer over all positions in double. */
+    float *ref = malloc(sizeof(float) * n);
+    size_t most = (size_t)(H > C ? H : C) * P;
+    double *a = malloc(sizeof(double) * most), *y = malloc(sizeof(double) * most);
+    for (int b = 0; b < B; b++) {
+        for (size_t i = 0; i < (size_t)C * P; i++) a[i] = x[OFF + (size_t)b * C * P + i];
+        for (int l = 0; l < 6; l++) {
+            host_conv(w[l], bias[l], a, ch[l], ch[l + 1], P, y);
+            for (int c = 0; c < ch[l + 1]; c++)
+                for (int p = 0; p < P; p++) {
+                    double v = y[(size_t)c * P + p];
+                    if (bn[l]) {
+                        v = (v - st[l][2][c]) / sqrt((double)st[l][3][c] + 1e-5) * st[l][0][c] +
+                            st[l][1][c];
+                        v = v > 0 ? v : 0;
+                    }
+                    a[(size_t)c * P + p] = v;
+                }
+        }
+        for (size_t i = 0; i < (size_t)C * P; i++) ref[(size_t)b * C * P + i] = (float)a[i];
+    }
+    assert_int_equal(dfr_test_compare("recon", out, ref, n, 1e-4f, 1e-3f), 0);
+    for (int l = 0; l < 6; l++) {
+        free(w[l]), free(bias[l]);
+        for (int t = 0; t < 4; t++) free(st[l][t]);
+    }
+    free(x), free(out), free(ref), free(a), free(y);
+    dfr_buffer_release(&dx);
+    dfr_buffer_release(&dout);
+    dfr_cae_free(&cae);
+    dfr_runtime_close(&rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -151,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_refuses_past_global),
         cmocka_unit_test(test_batch_fits),
         cmocka_unit_test(test_gemm_small_buffers),
+        cmocka_unit_test(test_cae_infer_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
