@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -410,24 +411,121 @@ void dfr_runtime_close(dfr_runtime **prt)
     *prt = NULL;
 }
 
+/* ---- device memory ---- */
+
+/* What rt's buffers hold. Each buffer's destructor callback subtracts its bytes; the account
+ * lives until the runtime and its last buffer are gone (buffers may outlive the runtime). */
+typedef struct dfr_mem_account {
+    atomic_llong bytes;
+    atomic_int refs; /* the runtime's, and one per live buffer */
+} dfr_mem_account;
+
+typedef struct mem_record {
+    dfr_mem_account *acct;
+    size_t bytes;
+} mem_record;
+
+static void mem_unref(dfr_mem_account *a)
+{
+    if (atomic_fetch_sub(&a->refs, 1) == 1) free(a);
+}
+
+static void CL_CALLBACK mem_destroyed(cl_mem m, void *user)
+{
+    (void)m;
+    mem_record *r = user;
+    atomic_fetch_sub(&r->acct->bytes, (long long)r->bytes);
+    mem_unref(r->acct);
+    free(r);
+}
+
+static void mem_release_hook(dfr_runtime *rt)
+{
+    if (rt->mem) mem_unref(rt->mem);
+    rt->mem = NULL;
+}
+
+size_t dfr_runtime_mem_used(const dfr_runtime *rt)
+{
+    long long b = rt && rt->mem ? atomic_load(&rt->mem->bytes) : 0;
+    return b > 0 ? (size_t)b : 0;
+}
+
+int dfr_runtime_fits(const dfr_runtime *rt, size_t bytes)
+{
+    double global = (double)rt->info.global_mem_bytes;
+    if (rt->info.max_alloc_bytes && bytes > rt->info.max_alloc_bytes) return 0;
+    return !global || (double)dfr_runtime_mem_used(rt) + (double)bytes <= global;
+}
+
+int dfr_runtime_batch_fits(const dfr_runtime *rt, size_t fixed, size_t per_image,
+                           size_t per_buffer, int cap)
+{
+    double n = cap, avail = (double)rt->info.global_mem_bytes * 7 / 8 -
+                            (double)dfr_runtime_mem_used(rt) - (double)fixed;
+    if (!rt->info.global_mem_bytes) avail = 1e300;
+    if (per_image && avail / (double)per_image < n) n = avail / (double)per_image;
+    if (per_buffer && rt->info.max_alloc_bytes &&
+        (double)rt->info.max_alloc_bytes / (double)per_buffer < n)
+        n = (double)rt->info.max_alloc_bytes / (double)per_buffer;
+    return n < 1 ? 0 : (int)n;
+}
+
+static int too_big(const dfr_runtime *rt, size_t bytes, const char *what)
+{
+    const double mib = 1048576.0;
+    if (rt->info.max_alloc_bytes && bytes > rt->info.max_alloc_bytes)
+        return dfr_error(DFRCL_ERR_DEVICE_MEMORY,
+                         "%s needs a buffer of %.1f MiB but %s allows at most %.1f MiB per buffer "
+                         "(%.0f MiB in all); try a smaller --size or --batch",
+                         what, bytes / mib, rt->info.name, rt->info.max_alloc_bytes / mib,
+                         rt->info.global_mem_bytes / mib);
+    return dfr_error(DFRCL_ERR_DEVICE_MEMORY,
+                     "%s needs %.1f MiB more, but %s has %.0f MiB of memory and dfrcl holds %.1f "
+                     "MiB of it already (at most %.0f MiB per buffer); try a smaller --size or "
+                     "--batch",
+                     what, bytes / mib, rt->info.name, rt->info.global_mem_bytes / mib,
+                     dfr_runtime_mem_used(rt) / mib, rt->info.max_alloc_bytes / mib);
+}
+
 int dfr_buffer_new(dfr_runtime *rt, size_t bytes, cl_mem_flags flags, const char *what,
                    cl_mem *out)
 {
     *out = NULL;
     if (bytes == 0) bytes = 4; /* OpenCL forbids empty buffers */
-    if (bytes > rt->info.max_alloc_bytes && rt->info.max_alloc_bytes)
-        return dfr_error(DFRCL_ERR_DEVICE_MEMORY,
-                         "%s needs a buffer of %.1f MiB but %s allows at most %.1f MiB per "
-                         "buffer; try a smaller --size or batch",
-                         what, bytes / 1048576.0, rt->info.name,
-                         rt->info.max_alloc_bytes / 1048576.0);
+    /* Released buffers leave the count when the device is done with them: wait for that once. */
+    if (!dfr_runtime_fits(rt, bytes) && rt->queue) clFinish(rt->queue);
+    if (!dfr_runtime_fits(rt, bytes)) return too_big(rt, bytes, what);
+    if (!rt->mem) {
+        dfr_mem_account *a = calloc(1, sizeof *a);
+        if (!a) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+        atomic_init(&a->bytes, 0);
+        atomic_init(&a->refs, 1);
+        int rc = dfr_runtime_add_release_hook(rt, mem_release_hook);
+        if (rc) {
+            free(a);
+            return rc;
+        }
+        rt->mem = a;
+    }
+    mem_record *r = malloc(sizeof *r);
+    if (!r) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     cl_int err;
     *out = clCreateBuffer(rt->context, flags, bytes, NULL, &err);
     if (err != CL_SUCCESS) {
+        free(r);
         *out = NULL;
         char msg[256];
         snprintf(msg, sizeof msg, "allocating %.1f MiB for %s", bytes / 1048576.0, what);
         return dfr_cl_error(err, msg);
+    }
+    *r = (mem_record){rt->mem, bytes};
+    atomic_fetch_add(&rt->mem->refs, 1);
+    atomic_fetch_add(&rt->mem->bytes, (long long)bytes);
+    if (clSetMemObjectDestructorCallback(*out, mem_destroyed, r) != CL_SUCCESS) {
+        atomic_fetch_sub(&rt->mem->bytes, (long long)bytes); /* uncounted, but usable */
+        mem_unref(rt->mem);
+        free(r);
     }
     return DFRCL_OK;
 }

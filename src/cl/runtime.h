@@ -40,6 +40,7 @@ typedef struct dfr_runtime {
     size_t n_prof, cap_prof;
     /* Modules that keep per-runtime state (the GEMM's scratch buffers) release it here. */
     void (*release_hooks[8])(struct dfr_runtime *rt);
+    struct dfr_mem_account *mem; /* bytes held by dfr_buffer_new's buffers (NULL: none yet) */
 } dfr_runtime;
 
 /* Registers fn to run when rt is closed (once per fn; at most 8). */
@@ -85,10 +86,26 @@ int dfr_kernel_create(dfr_runtime *rt, const char *file, const char *options, co
 int dfr_kernel_get(dfr_runtime *rt, const char *file, const char *options, const char *name,
                    cl_kernel *out);
 
-/* clCreateBuffer with a clear error (naming `what` and the size) when the device lacks memory. */
+/* clCreateBuffer with a clear error (naming `what` and the size) when the device lacks memory.
+ * The runtime counts the bytes its buffers hold (until each is destroyed) and refuses, with
+ * DFRCL_ERR_DEVICE_MEMORY, a buffer over CL_DEVICE_MAX_MEM_ALLOC_SIZE or one that would take the
+ * total over CL_DEVICE_GLOBAL_MEM_SIZE: some drivers (PoCL) would allocate it anyway, others
+ * fail only at its first use. */
 int dfr_buffer_new(dfr_runtime *rt, size_t bytes, cl_mem_flags flags, const char *what,
                    cl_mem *out);
 void dfr_buffer_release(cl_mem *m);
+
+/* Device bytes held by the buffers dfr_buffer_new made on rt and not yet destroyed. */
+size_t dfr_runtime_mem_used(const dfr_runtime *rt);
+/* 1 when `bytes` more in one buffer would fit now: within the device's largest allocation and,
+ * with what rt holds, within its global memory; else 0. */
+int dfr_runtime_fits(const dfr_runtime *rt, size_t bytes);
+/* The largest batch n <= cap whose buffers fit the device besides what rt holds now: n *
+ * per_buffer bytes (the largest buffer, per image) within the largest allocation, and fixed +
+ * n * per_image bytes (all the batch allocates) within 7/8 of the global memory less what rt
+ * holds (1/8 stays for the driver, kernels, libraries' temporaries). 0: not even one fits. */
+int dfr_runtime_batch_fits(const dfr_runtime *rt, size_t fixed, size_t per_image,
+                           size_t per_buffer, int cap);
 
 /* Launches a kernel on the queue; records a profiling event under `label` when profiling.
  * global sizes are rounded up to multiples of local sizes (local may be NULL). */

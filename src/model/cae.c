@@ -65,6 +65,13 @@ struct dfr_cae {
 
 /* ---- small helpers ---- */
 
+/* Positions an inference pass takes at once (a 256 px image's map). */
+#define INFER_COLS 4096
+static int infer_cols(const dfr_cae *m)
+{
+    return m->npos < INFER_COLS ? m->npos : INFER_COLS;
+}
+
 static int cae_kernel(dfr_cae *m, const char *name, cl_kernel *k)
 {
     return dfr_kernel_get(m->rt, "cae.cl", m->opts, name, k);
@@ -266,7 +273,8 @@ static int cae_create(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, 
     for (int l = 0; l < NCONV && !rc; l++) {
         int k = bn_of_conv[l];
         size_t n = (size_t)m->ch[l + 1] * bp * fb;
-        if (!train) { /* inference needs only the conv outputs, biased and activated in place */
+        if (!train) { /* inference needs only the conv outputs of a chunk, biased in place */
+            n = (size_t)m->ch[l + 1] * (size_t)infer_cols(m) * fb;
             if (l + 1 < NCONV) rc = dfr_buffer_new(rt, n, rw, "CAE activations", &m->z[l + 1]);
         } else if (k >= 0) {
             rc = dfr_buffer_new(rt, (size_t)m->ch[l + 1] * 2 * fb, rw, "CAE BN stats",
@@ -317,6 +325,7 @@ double dfr_cae_device_bytes(int channels, int latent, double columns, int train)
     memcpy(m.ch, dims, sizeof dims);
     layout(&m); /* the parameter and running-statistics counts, as cae_create lays them out */
     double floats = (double)m.nparams * (train ? 4 : 2) + (double)m.nrunning;
+    if (!train && columns > INFER_COLS) columns = INFER_COLS; /* a scorer works in chunks */
     for (int l = 0; l + 1 < NCONV; l++) /* activations per position, as cae_create allocates */
         floats += columns * m.ch[l + 1] * (train && bn_of_conv[l] >= 0 ? 2 : 1);
     if (train) floats += columns * channels; /* the output */
@@ -434,15 +443,14 @@ static int bn_backward(dfr_cae *m, int l, int n)
     return rc;
 }
 
-/* Forward through the 6 convs. train: BatchNorm with batch statistics on the training
- * parameters into a[j], the last conv's raw product left in m->out (the loss kernel adds its
- * bias); else the folded weights, bias (+ ReLU) in place in z[j], and the output with its bias in
- * `out`. */
-static int forward(dfr_cae *m, cl_mem x, size_t xoff, int batch, int train, cl_mem out)
+/* Forward through the 6 convs in training mode: BatchNorm with batch statistics on the training
+ * parameters into a[j], the last conv's raw product left in `out` (the loss kernel adds its
+ * bias). */
+static int forward_train(dfr_cae *m, cl_mem x, size_t xoff, int batch, cl_mem out)
 {
-    cl_mem w = train ? m->params : m->folded;
+    cl_mem w = m->params;
     size_t P = (size_t)m->npos, bp = (size_t)batch * P;
-    int n = (int)bp, C = m->ch[0];
+    int n = (int)bp;
     cl_mem in = x; /* the input of conv l */
     int rc = DFRCL_OK;
     for (int l = 0; l < NCONV && !rc; l++) {
@@ -457,19 +465,46 @@ static int forward(dfr_cae *m, cl_mem x, size_t xoff, int batch, int train, cl_m
         else
             rc = gemm(m, FWD, l, 0, 0, co, n, ci, 0.0f, w, m->w_off[l], (size_t)ci, 0, in, 0, bp, 0,
                       dst, 0, bp, 0, 1);
-        if (rc) break;
+        if (rc || l == NCONV - 1) break;
         in = dst;
-        if (l == NCONV - 1) {
-            if (!train) rc = bias_act(m, out, (int)P, batch * C, C, w, m->b_off[l], 0);
-        } else if (bn < 0) {
+        if (bn < 0) {
             rc = bias_act(m, dst, n, co, co, w, m->b_off[l], 0);
-        } else if (train) {
+        } else {
             rc = bn_forward(m, l, n);
             in = m->a[l + 1];
-        } else {
-            rc = bias_act(m, dst, n, co, co, w, m->b_off[l], 1);
         }
     }
+    return rc;
+}
+
+/* Inference, image by image in chunks of at most INFER_COLS positions: the activations take
+ * INFER_COLS columns whatever the batch and image size (80 MB at 12 layers instead of 320 MB a
+ * 512 px image), and every image's products are the same whatever the batch. Every column is
+ * independent (1x1 convolutions, folded BatchNorm), so chunks give what one pass would. */
+static int infer_chunks(dfr_cae *m, cl_mem x, size_t xoff, int batch, cl_mem out)
+{
+    const size_t P = (size_t)m->npos;
+    const int C = m->ch[0], cols = infer_cols(m);
+    int rc = DFRCL_OK;
+    for (int b = 0; b < batch && !rc; b++) {
+        size_t img = (size_t)b * C * P; /* the image's offset in x and out, in floats */
+        for (size_t p0 = 0; p0 < P && !rc; p0 += (size_t)cols) {
+            int pc = P - p0 < (size_t)cols ? (int)(P - p0) : cols;
+            for (int l = 0; l < NCONV && !rc; l++) {
+                int ci = m->ch[l], co = m->ch[l + 1], bn = bn_of_conv[l];
+                int first = l == 0, last = l == NCONV - 1;
+                cl_mem in = first ? x : m->z[l], dst = last ? out : m->z[l + 1];
+                size_t ioff = first ? xoff + img + p0 : 0, ldi = first ? P : (size_t)pc;
+                size_t ooff = last ? img + p0 : 0, ldo = last ? P : (size_t)pc;
+                rc = gemm(m, FWD, l, 0, 0, co, pc, ci, 0.0f, m->folded, m->w_off[l], (size_t)ci,
+                          0, in, ioff, ldi, 0, dst, ooff, ldo, 0, 1);
+                if (!rc && !last)
+                    rc = bias_act(m, dst, pc, co, co, m->folded, m->b_off[l], bn >= 0);
+            }
+        }
+    }
+    /* The output's bias, on the whole batch at once. */
+    if (!rc) rc = bias_act(m, out, (int)P, batch * C, C, m->folded, m->b_off[NCONV - 1], 0);
     return rc;
 }
 
@@ -568,7 +603,7 @@ int dfr_cae_train_step(dfr_cae *cae, cl_mem x, size_t x_offset, int batch, float
                          "CAE training: BatchNorm needs more than one value per channel "
                          "(batch %d x %d positions)", batch, cae->npos);
     cae->folded_ok = 0; /* the running statistics change from the first kernel on */
-    rc = forward(cae, x, x_offset, batch, 1, cae->out);
+    rc = forward_train(cae, x, x_offset, batch, cae->out);
     if (!rc) rc = loss_and_grad(cae, x, x_offset, batch);
     if (!rc) rc = backward(cae, x, x_offset, batch);
     if (!rc) {
@@ -634,7 +669,7 @@ int dfr_cae_infer(dfr_cae *cae, cl_mem x, size_t x_offset, int batch, cl_mem rec
                          "CAE inference: output buffer %s (need %zu floats)",
                          recon ? "too small" : "missing", need);
     if (!cae->folded_ok) rc = fold(cae);
-    if (!rc) rc = forward(cae, x, x_offset, batch, 0, recon);
+    if (!rc) rc = infer_chunks(cae, x, x_offset, batch, recon);
     return rc;
 }
 

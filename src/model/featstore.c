@@ -192,8 +192,9 @@ static int open_disk(dfr_fs *fs, const char *dir)
 
 static int device_fits(const dfr_runtime *rt, size_t img_bytes, int n)
 {
-    return img_bytes <= rt->info.max_alloc_bytes &&
-           (double)img_bytes * n <= (double)rt->info.global_mem_bytes / 2;
+    /* Half of what is left: the autoencoder, scoring and the GEMM's scratch need the rest. */
+    double left = (double)rt->info.global_mem_bytes - (double)dfr_runtime_mem_used(rt);
+    return img_bytes <= rt->info.max_alloc_bytes && (double)img_bytes * n <= left / 2;
 }
 
 int dfr_fs_open(dfr_fs **out, dfr_runtime *rt, int n, int channels, int npos, const dfr_fs_opts *o)

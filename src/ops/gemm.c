@@ -357,8 +357,9 @@ static int launch_reg(dfr_runtime *rt, const gemm_tune *t, const char *opts, con
 }
 
 /* gemm_reg: pack op(A) and op(B) into panels, then multiply. A sum over the batch is one product
- * of depth nsum*k. When the packed operands would exceed the budget (tunable pk, 128 MB), items
- * go in groups, then the depth in chunks (accumulating into C with beta = 1 after the first). */
+ * of depth nsum*k. When the packed operands would exceed the budget (tunable pk, 128 MB; less on
+ * a device with under 1 GiB or smaller buffers), items go in groups, then the depth in chunks
+ * (accumulating into C with beta = 1 after the first). */
 static int own_reg(dfr_runtime *rt, const gemm_prob *p, const gemm_tune *t, const char *opts,
                    const char *label)
 {
@@ -373,7 +374,12 @@ static int own_reg(dfr_runtime *rt, const gemm_prob *p, const gemm_tune *t, cons
     const int shared_a = p->a.sb == 0 && p->nsum == 1, shared_b = p->b.sb == 0 && p->nsum == 1;
     const double fixed = (double)(shared_a ? ma : 0) + (double)(shared_b ? nb : 0);
     const double per_item = (double)(shared_a ? 0 : ma) + (double)(shared_b ? 0 : nb);
-    const double budget = (double)t->pk * 1024.0;
+    /* In floats; on a small device also within one allocation and 1/8 of its memory. */
+    double budget = (double)t->pk * 1024.0;
+    if (rt->info.max_alloc_bytes && budget > rt->info.max_alloc_bytes / 4.0)
+        budget = rt->info.max_alloc_bytes / 4.0;
+    if (rt->info.global_mem_bytes && budget > rt->info.global_mem_bytes / 32.0)
+        budget = rt->info.global_mem_bytes / 32.0;
     int group = p->items;
     cl_long kc = K;
     if ((double)K * (fixed + per_item * p->items) > budget) {
