@@ -1,12 +1,13 @@
 /* Reconstruction error and score-map upsampling. */
 
-/* score[b, p] = mean over channels of (a - r)^2; a, r are [batch, c, npos]. Each work-item
+/* score[b, p] = mean over channels of (a - r)^2; a, r are [batch, c, npos] activations, score is
+ * fp32. Each work-item
  * makes SQ_VEC consecutive positions with vector loads (a scalar tail when npos is not a
  * multiple), so every channel row is read contiguously. */
 #ifndef SQ_VEC
 #define SQ_VEC 8
 #endif
-__kernel void sqerr_mean(__global const float *a, __global const float *r, int c, int npos,
+__kernel void sqerr_mean(__global const ACT_T *a, __global const ACT_T *r, int c, int npos,
                          __global float *score)
 {
     int p0 = get_global_id(0) * SQ_VEC, b = get_global_id(1);
@@ -16,7 +17,7 @@ __kernel void sqerr_mean(__global const float *a, __global const float *r, int c
         float8 acc = 0.0f;
         for (int k = 0; k < c; k++) {
             size_t o = base + (size_t)k * npos + p0;
-            float8 d = vload8(0, a + o) - vload8(0, r + o);
+            float8 d = ACT_LDV(8, 0, a + o) - ACT_LDV(8, 0, r + o);
             acc = fma(d, d, acc);
         }
         vstore8(acc / (float)c, 0, score + (size_t)b * npos + p0);
@@ -25,7 +26,8 @@ __kernel void sqerr_mean(__global const float *a, __global const float *r, int c
     for (int p = p0; p < npos; p++) {
         float acc = 0.0f;
         for (int k = 0; k < c; k++) {
-            float d = a[base + (size_t)k * npos + p] - r[base + (size_t)k * npos + p];
+            size_t o = base + (size_t)k * npos + p;
+            float d = ACT_LD(o, a) - ACT_LD(o, r);
             acc = fma(d, d, acc);
         }
         score[(size_t)b * npos + p] = acc / (float)c;

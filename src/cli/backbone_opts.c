@@ -16,6 +16,7 @@ void cli_backbone_defaults(cli_backbone_opts *o)
     o->layers = 0;
     o->size = 256;
     o->verbosity = 1;
+    o->half = 0;
 }
 
 int cli_backbone_option(cli_backbone_opts *o, int opt, const char *arg)
@@ -35,6 +36,13 @@ int cli_backbone_option(cli_backbone_opts *o, int opt, const char *arg)
         fprintf(stderr, "  (or a layer name: relu1_1, relu1_2, relu2_1, ..., relu5_4)\n");
         return -1;
     case 's': return cli_int("--size", arg, 4, 8192, &o->size) ? 1 : -1;
+    case 1002:
+        if (!strcmp(arg, "fp32") || !strcmp(arg, "fp16")) {
+            o->half = arg[2] == '1';
+            return 1;
+        }
+        fprintf(stderr, "dfrcl: error: --precision expects fp32 or fp16, not '%s'\n", arg);
+        return -1;
     case 'v': o->verbosity = 2; return 1;
     case 'q': o->verbosity = 0; return 1;
     default: return 0;
@@ -60,6 +68,7 @@ int cli_backbone_open(const cli_backbone_opts *o, int profiling, dfr_runtime **r
     if (!layers) layers = 12;
     int rc = dfr_runtime_open(rt, o->device, NULL, profiling);
     if (rc) return rc;
+    (*rt)->half = o->half;
     if (o->weights) {
         rc = dfr_vgg19_load(vgg, *rt, o->weights, layers);
     } else {

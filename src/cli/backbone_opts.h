@@ -12,6 +12,7 @@ typedef struct cli_backbone_opts {
     int layers;          /* --layers; 0 = all the file has, at most 12 (relu1_1..relu4_4) */
     int size;            /* --size, default 256 */
     int verbosity;
+    int half;            /* --precision fp16: inference activations stored as fp16 */
 } cli_backbone_opts;
 
 void cli_backbone_defaults(cli_backbone_opts *o);
@@ -36,7 +37,15 @@ int cli_backbone_option(cli_backbone_opts *o, int opt, const char *arg);
     "                            $DFRCL_DEVICE, else the first GPU, else the first device)\n"  \
     "  -v, --verbose / -q, --quiet\n"
 
-/* Opens the runtime and loads the backbone the options describe. */
+/* --precision fp32|fp16 for the commands that score (infer, eval, bench; run has its own, shared
+ * with training's feature store). cli_backbone_option handles it; cli_backbone_open applies it. */
+#define CLI_PRECISION_LONGOPT {"precision", required_argument, 0, 1002}
+#define CLI_PRECISION_HELP                                                                      \
+    "      --precision fp32|fp16 storage of activations and features on the device\n"          \
+    "                            (default fp32); fp16 halves their memory and traffic,\n"      \
+    "                            computing and summing still in fp32\n"
+
+/* Opens the runtime (with the precision asked for) and loads the backbone the options describe. */
 int cli_backbone_open(const cli_backbone_opts *o, int profiling, dfr_runtime **rt,
                       dfr_vgg19 **vgg);
 #endif

@@ -36,7 +36,7 @@ static void help(void)
            "      --threads N           threads for the PyTorch reference (default 2)\n"
            "      --latent N            also time the CAE and scoring with this latent size\n"
            "                            (default 197 for 12 layers as in the published bottle\n"
-           "                            model, 25 for 8 layers; 0 skips them)\n" CLI_BACKBONE_HELP
+           "                            model, 25 for 8 layers; 0 skips them)\n" CLI_PRECISION_HELP CLI_BACKBONE_HELP
            "  -h, --help\n");
 }
 
@@ -103,7 +103,7 @@ static int run_torch(const char *script, int size, int threads, int latent, doub
 
 int cmd_bench(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS,
+    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS, CLI_PRECISION_LONGOPT,
                                          {"reps", required_argument, 0, 'r'},
                                          {"warmup", required_argument, 0, 1101},
                                          {"torch", required_argument, 0, 1102},

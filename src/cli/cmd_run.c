@@ -59,7 +59,10 @@ static void help(void)
            "      --out DIR             campaign folder (required)\n"
            "      --categories a,b      only these categories\n"
            "      --force               redo categories done with other settings\n"
-           CLI_TRAIN_HELP CLI_BACKBONE_HELP
+           CLI_TRAIN_HELP
+           "                            (fp16 also stores evaluation's activations and features\n"
+           "                            as fp16, as --precision fp16 does for eval)\n"
+           CLI_BACKBONE_HELP
            "  -h, --help\n");
 }
 
@@ -562,6 +565,7 @@ int cmd_run(int argc, char **argv)
         default: return 2;
         }
     }
+    bo.half = to.store_precision == 16; /* --precision fp16: evaluation's activations too */
     if (!root || !out || optind != argc) {
         fprintf(stderr, "dfrcl run: need --data ROOT and --out DIR (see --help)\n");
         return 2;

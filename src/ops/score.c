@@ -8,7 +8,7 @@ int dfr_op_sqerr_mean(dfr_runtime *rt, cl_mem a, cl_mem r, int batch, int c, int
         return dfr_error(DFRCL_ERR_INVALID_ARG, "sqerr_mean: bad shape [%d, %d, %d]", batch, c,
                          npos);
     cl_kernel k;
-    int rc = dfr_kernel_get(rt, "score.cl", "", "sqerr_mean", &k);
+    int rc = dfr_kernel_get(rt, "score.cl", dfr_act_opts(rt), "sqerr_mean", &k);
     if (!rc) rc = dfr_set_args(k, "sqerr_mean", DFR_ARG(a), DFR_ARG(r), DFR_ARG(c), DFR_ARG(npos),
                                DFR_ARG(score), DFR_ARGS_END);
     size_t g[2] = {(size_t)(npos + 7) / 8, (size_t)batch}; /* SQ_VEC = 8 positions each */
