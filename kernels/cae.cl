@@ -9,6 +9,7 @@
 
 /* Work-group size of the reductions (one work-group per channel or row): a power of two. */
 /* compile-variant: -DCAE_LS=64 */
+/* compile-variant: -DCAE_LS=64 -DDFR_HALF=1 */
 #ifndef CAE_LS
 #define CAE_LS 256
 #endif

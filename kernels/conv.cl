@@ -29,6 +29,7 @@
 /* compile-variant: -DCONV_TCO=8 -DCONV_TX=12 -DCONV_CB=16 */
 /* compile-variant: -DCONV_TCO=16 -DCONV_TX=12 -DCONV_CB=16 */
 /* compile-variant: -DCONV_TCO=2 -DCONV_TX=1 -DCONV_CB=3 */
+/* compile-variant: -DDFR_HALF=1 -DCONV_TCO=4 -DCONV_TX=4 */
 
 #ifndef CONV_TCO
 #define CONV_TCO 8

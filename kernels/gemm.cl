@@ -22,6 +22,8 @@
  * both): */
 /* compile-variant: -DGEMM_TM=64 -DGEMM_TN=64 -DGEMM_TK=16 -DGEMM_WM=4 -DGEMM_WN=4 -DGEMM_RM=4 -DGEMM_VW=4 -DGEMM_NV=1 */
 /* compile-variant: -DGEMM_RM=6 -DGEMM_VW=8 -DGEMM_NV=2 -DGEMM_TM=32 -DGEMM_TN=32 -DGEMM_TK=8 -DGEMM_WM=4 -DGEMM_WN=4 */
+/* With fp16 operands (--precision fp16), the GPU tunables: */
+/* compile-variant: -DGEMM_TM=64 -DGEMM_TN=64 -DGEMM_TK=16 -DGEMM_WM=4 -DGEMM_WN=4 -DGEMM_RM=4 -DGEMM_VW=4 -DGEMM_NV=1 -DGEMM_A_HALF=1 -DGEMM_B_HALF=1 -DGEMM_C_HALF=1 -DGEMM_PACK_HALF=1 */
 
 /* ---- gemm_reg tunables ---- */
 #ifndef GEMM_RM

@@ -1,4 +1,5 @@
 /* 2x2 stride-2 max pooling, floor mode (odd last row/column dropped, as PyTorch). */
+/* compile-variant: -DDFR_HALF=1 */
 
 __kernel void maxpool2(__global const ACT_T *in, int h, int w, __global ACT_T *out, int oh, int ow)
 {

@@ -1,5 +1,6 @@
 /* 8-bit interleaved image -> normalised planar activations (ImageNet mean/std), grey copied to
  * RGB. */
+/* compile-variant: -DDFR_HALF=1 */
 
 __constant float DFR_MEAN[3] = {0.485f, 0.456f, 0.406f};
 __constant float DFR_STD[3] = {0.229f, 0.224f, 0.225f};

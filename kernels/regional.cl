@@ -27,6 +27,8 @@
 /* compile-variant: -DREG_VW=8 -DREG_TY=4 -DREG_CPW=8 -DREG_KY=3 -DREG_L=6 */
 /* compile-variant: -DREG_VW=16 -DREG_TY=2 -DREG_CPW=4 -DREG_KY=4 -DREG_L=64 */
 /* compile-variant: -DREG_VW=4 -DREG_TY=3 -DREG_CPW=2 -DREG_KY=1 -DREG_L=1 */
+/* compile-variant: -DDFR_HALF=1 -DREG_VW=1 -DREG_TY=1 -DREG_CPW=1 -DREG_KY=3 -DREG_L=3 */
+/* compile-variant: -DDFR_HALF=1 -DREG_VW=8 -DREG_TY=4 -DREG_CPW=8 -DREG_KY=3 -DREG_L=6 */
 
 #ifndef REG_VW
 #define REG_VW 8
@@ -114,7 +116,8 @@ __kernel void regional(__global const ACT_T *map, int c, int h, int w, int osz,
                     for (int q = 0; q < REG_NQ; q++) s[q] = fma(wa, REG_ACT_LOAD(q, row), s[q]);
                 } else {
                     float seg[REG_NQ * REG_VW];
-                    for (int i = 0; i < REG_NQ * REG_VW; i++) seg[i] = ACT_LD(min(i, w - 1 - xb), row);
+                    for (int i = 0; i < REG_NQ * REG_VW; i++)
+                        seg[i] = ACT_LD(min(i, w - 1 - xb), row);
 #pragma unroll
                     for (int q = 0; q < REG_NQ; q++) s[q] = fma(wa, REG_VLOAD(q, seg), s[q]);
                 }

@@ -1,4 +1,5 @@
 /* Reconstruction error and score-map upsampling. */
+/* compile-variant: -DDFR_HALF=1 */
 
 /* score[b, p] = mean over channels of (a - r)^2; a, r are [batch, c, npos] activations, score is
  * fp32. Each work-item

@@ -214,10 +214,12 @@ static void test_regional(void **state)
         regional_check(tunes[i]);
     }
     unsetenv("DFRCL_REGIONAL_TUNE");
-    /* Buffers are checked in fp16 elements: 64 values fit 128 bytes, 65 do not. */
+    /* Buffers are checked in fp16 elements: 64 of them (128 bytes, 32 floats) hold a [4, 4, 4]
+     * map, not a [5, 4, 4] one; the feature [c_total, 2, 2] fits 16 channels, not 17. */
     cl_mem map = upload_half(NULL, 64), feat = upload_half(NULL, 64);
-    assert_int_equal(dfr_op_regional(rt, map, 4, 4, 4, 32, feat, 0, 1), DFRCL_OK);
-    assert_int_equal(dfr_op_regional(rt, map, 5, 4, 4, 32, feat, 0, 1), DFRCL_ERR_INVALID_ARG);
+    assert_int_equal(dfr_op_regional(rt, map, 4, 4, 4, 8, feat, 0, 16), DFRCL_OK);
+    assert_int_equal(dfr_op_regional(rt, map, 5, 4, 4, 8, feat, 0, 16), DFRCL_ERR_INVALID_ARG);
+    assert_int_equal(dfr_op_regional(rt, map, 4, 4, 4, 8, feat, 0, 17), DFRCL_ERR_INVALID_ARG);
     assert_int_equal(dfr_finish(rt), DFRCL_OK);
     dfr_buffer_release(&map);
     dfr_buffer_release(&feat);
