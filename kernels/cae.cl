@@ -9,6 +9,7 @@
 
 /* Work-group size of the reductions (one work-group per channel or row): a power of two. */
 /* compile-variant: -DCAE_LS=64 */
+/* compile-variant: -DCAE_LS=64 -DDFR_HALF=1 */
 #ifndef CAE_LS
 #define CAE_LS 256
 #endif
@@ -120,15 +121,17 @@ void cae_bn_backward(__global float *z, __global const float *da, int n, int nch
 }
 
 /* y[row, i] += bias[row % nch], then ReLU if relu != 0; y is [rows, n]. Covers both layouts:
- * [nch, batch * npos] (rows = nch) and the output's [batch, nch, npos] (rows = batch * nch). */
-__kernel void cae_bias_act(__global float *y, int n, int rows, int nch,
+ * [nch, batch * npos] (rows = nch) and the output's [batch, nch, npos] (rows = batch * nch).
+ * y is in the activation precision (fp16 only in inference; the other kernels here are training's
+ * and stay fp32). */
+__kernel void cae_bias_act(__global ACT_T *y, int n, int rows, int nch,
                            __global const float *params, int bias_off, int relu)
 {
     int i = get_global_id(0), row = get_global_id(1);
     if (i >= n || row >= rows) return;
     size_t k = (size_t)row * n + i;
-    float v = y[k] + params[bias_off + row % nch];
-    y[k] = relu ? cae_relu(v) : v;
+    float v = ACT_LD(k, y) + params[bias_off + row % nch];
+    ACT_ST(relu ? cae_relu(v) : v, k, y);
 }
 
 /* The loss and its gradient, one work-group per row (b, c) of the output [batch, nch, npos]:

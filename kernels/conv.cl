@@ -1,4 +1,5 @@
-/* 3x3 convolution + bias + ReLU with reflection padding of 1, float32, planar [C, H, W].
+/* 3x3 convolution + bias + ReLU with reflection padding of 1, planar [C, H, W]; fp32 weights,
+ * input and output in the activation precision (common.cl).
  *
  * out[co, y, x] = ReLU(bias[co] +
  *                      sum_{ci,ky,kx} W[co,ci,ky,kx] * in[ci, refl(y+ky-1), refl(x+kx-1)])
@@ -28,6 +29,7 @@
 /* compile-variant: -DCONV_TCO=8 -DCONV_TX=12 -DCONV_CB=16 */
 /* compile-variant: -DCONV_TCO=16 -DCONV_TX=12 -DCONV_CB=16 */
 /* compile-variant: -DCONV_TCO=2 -DCONV_TX=1 -DCONV_CB=3 */
+/* compile-variant: -DDFR_HALF=1 -DCONV_TCO=4 -DCONV_TX=4 */
 
 #ifndef CONV_TCO
 #define CONV_TCO 8
@@ -65,8 +67,8 @@ inline int conv_refl(int x, int w)
 #define CONV_SUM(ELEM)                                                                          \
     for (int ci = c0; ci < c1; ci++) {                                                          \
         _Pragma("unroll") for (int ky = 0; ky < 3; ky++) {                                      \
-            __global const float *row = ip + (ky == 0 ? o0 : ky == 1 ? o1 : o2);                \
-            __global const float *rp = row + x0;                                                \
+            __global const ACT_T *row = ip + (ky == 0 ? o0 : ky == 1 ? o1 : o2);                \
+            __global const ACT_T *rp = row + x0;                                                \
             CONV_VEC w0 = CONV_VLOAD(0, wp + (3 * ky + 0) * CONV_TCO);                          \
             CONV_VEC w1 = CONV_VLOAD(0, wp + (3 * ky + 1) * CONV_TCO);                          \
             CONV_VEC w2 = CONV_VLOAD(0, wp + (3 * ky + 2) * CONV_TCO);                          \
@@ -81,11 +83,12 @@ inline int conv_refl(int x, int w)
         wp += 9 * CONV_TCO;                                                                     \
     }
 
-#define CONV_ELEM_FAST(j) ((j) == 0 ? row[xl] : (j) == CONV_TX + 1 ? row[xr] : rp[(j) - 1])
-#define CONV_ELEM_SLOW(j) (rp[conv_refl(x0 + (j) - 1, w) - x0])
+#define CONV_ELEM_FAST(j)                                                                       \
+    ((j) == 0 ? ACT_LD(xl, row) : (j) == CONV_TX + 1 ? ACT_LD(xr, row) : ACT_LD((j) - 1, rp))
+#define CONV_ELEM_SLOW(j) (ACT_LD(conv_refl(x0 + (j) - 1, w) - x0, rp))
 
-__kernel void conv3x3_relu(__global const float *in, __global const float *wt,
-                           __global const float *bias, __global float *out, int cin, int cout,
+__kernel void conv3x3_relu(__global const ACT_T *in, __global const float *wt,
+                           __global const float *bias, __global ACT_T *out, int cin, int cout,
                            int h, int w)
 {
     int xs = (int)get_global_id(0) * CONV_TX; /* first pixel this work-item stores */
@@ -107,7 +110,7 @@ __kernel void conv3x3_relu(__global const float *in, __global const float *wt,
     int o1 = y * w;
     int o2 = (y < h - 1 ? y + 1 : h - 2) * w;
     size_t plane = (size_t)h * w;
-    __global const float *ip = in;
+    __global const ACT_T *ip = in;
     __global const float *wp = wt + (size_t)co0 * cin * 9;
 
     CONV_VEC acc[CONV_TX];
@@ -139,7 +142,7 @@ __kernel void conv3x3_relu(__global const float *in, __global const float *wt,
 
     /* bias, ReLU (NaN kept, as torch), store the pixels this work-item owns */
     CONV_VEC b = CONV_VLOAD(0, bias + co0);
-    __global float *op = out + (size_t)co0 * plane + o1;
+    __global ACT_T *op = out + (size_t)co0 * plane + o1;
 #pragma unroll
     for (int j = 0; j < CONV_TX; j++) {
         float t[CONV_TCO];
@@ -149,7 +152,7 @@ __kernel void conv3x3_relu(__global const float *in, __global const float *wt,
         if (active && x >= xs && x < w) {
 #pragma unroll
             for (int k = 0; k < CONV_TCO; k++)
-                if (co0 + k < cout) op[(size_t)k * plane + x] = t[k] < 0.0f ? 0.0f : t[k];
+                if (co0 + k < cout) ACT_ST(t[k] < 0.0f ? 0.0f : t[k], (size_t)k * plane + x, op);
         }
     }
 }

@@ -22,6 +22,8 @@
  * both): */
 /* compile-variant: -DGEMM_TM=64 -DGEMM_TN=64 -DGEMM_TK=16 -DGEMM_WM=4 -DGEMM_WN=4 -DGEMM_RM=4 -DGEMM_VW=4 -DGEMM_NV=1 */
 /* compile-variant: -DGEMM_RM=6 -DGEMM_VW=8 -DGEMM_NV=2 -DGEMM_TM=32 -DGEMM_TN=32 -DGEMM_TK=8 -DGEMM_WM=4 -DGEMM_WN=4 */
+/* With fp16 operands (--precision fp16), the GPU tunables: */
+/* compile-variant: -DGEMM_TM=64 -DGEMM_TN=64 -DGEMM_TK=16 -DGEMM_WM=4 -DGEMM_WN=4 -DGEMM_RM=4 -DGEMM_VW=4 -DGEMM_NV=1 -DGEMM_A_HALF=1 -DGEMM_B_HALF=1 -DGEMM_C_HALF=1 -DGEMM_PACK_HALF=1 */
 
 /* ---- gemm_reg tunables ---- */
 #ifndef GEMM_RM
@@ -65,6 +67,26 @@ typedef GEMM_CAT(float, GEMM_VW) gemm_vec;
 #define GEMM_VSTORE GEMM_CAT(vstore, GEMM_VW)
 #define GEMM_NT (GEMM_VW * GEMM_NV)
 
+/* Storage of the operands, not tunables: 1 = fp16 (common.cl), set by gemm.c per product. A and B
+ * of gemm_lds; C of both kernels; the source of gemm_pack (the packed panels stay fp32). */
+#ifndef GEMM_A_HALF
+#define GEMM_A_HALF 0
+#endif
+#ifndef GEMM_B_HALF
+#define GEMM_B_HALF 0
+#endif
+#ifndef GEMM_C_HALF
+#define GEMM_C_HALF 0
+#endif
+#ifndef GEMM_PACK_HALF
+#define GEMM_PACK_HALF 0
+#endif
+#define GEMM_A_T DFR_T(GEMM_A_HALF)
+#define GEMM_B_T DFR_T(GEMM_B_HALF)
+#define GEMM_C_T DFR_T(GEMM_C_HALF)
+#define GEMM_CLD(i, p) DFR_LD(GEMM_C_HALF, i, p)
+#define GEMM_CST(v, i, p) DFR_ST(GEMM_C_HALF, v, i, p)
+
 #ifndef GEMM_FMA
 #define GEMM_FMA 1 /* 1: fma() (the host sets 0 where the device lacks hardware FMA) */
 #endif
@@ -79,7 +101,7 @@ typedef GEMM_CAT(float, GEMM_VW) gemm_vec;
  * [kp][GEMM_NT] per item (item strides ap_sb, bp_sb; 0 = shared by all items). */
 __kernel void gemm_reg(const int m, const int n, const int kp, const float alpha, const float beta,
                        __global const float *restrict Ap, const ulong ap_sb,
-                       __global const float *restrict Bp, const ulong bp_sb, __global float *C,
+                       __global const float *restrict Bp, const ulong bp_sb, __global GEMM_C_T *C,
                        const ulong c_off, const ulong c_si, const ulong c_sj, const ulong c_sb)
 {
     const int pj = (int)get_global_id(0), ti = (int)get_global_id(1);
@@ -108,27 +130,27 @@ __kernel void gemm_reg(const int m, const int n, const int kp, const float alpha
         pb += GEMM_NT;
     }
 
-    __global float *pc0 = C + c_off + item * c_sb + (ulong)i0 * c_si + (ulong)j0 * c_sj;
+    __global GEMM_C_T *pc0 = C + c_off + item * c_sb + (ulong)i0 * c_si + (ulong)j0 * c_sj;
     const int full = j0 + GEMM_NT <= n && c_sj == 1;
     #pragma unroll
     for (int r = 0; r < GEMM_RM; r++) {
-        __global float *pc = pc0 + (ulong)r * c_si;
+        __global GEMM_C_T *pc = pc0 + (ulong)r * c_si;
         if (i0 + r < m && full) {
             #pragma unroll
             for (int v = 0; v < GEMM_NV; v++) {
                 gemm_vec o = alpha * acc[r][v];
-                if (beta != 0.0f) o += beta * GEMM_VLOAD(v, pc);
-                GEMM_VSTORE(o, v, pc);
+                if (beta != 0.0f) o += beta * DFR_LDV(GEMM_C_HALF, GEMM_VW, v, pc);
+                DFR_STV(GEMM_C_HALF, GEMM_VW, o, v, pc);
             }
         } else if (i0 + r < m) {
             float vals[GEMM_NT];
             #pragma unroll
             for (int v = 0; v < GEMM_NV; v++) GEMM_VSTORE(acc[r][v], v, vals);
             for (int c = 0; c < GEMM_NT && j0 + c < n; c++) {
-                __global float *p = pc + (ulong)c * c_sj;
+                __global GEMM_C_T *p = pc + (ulong)c * c_sj;
                 float o = alpha * vals[c];
-                if (beta != 0.0f) o += beta * *p;
-                *p = o;
+                if (beta != 0.0f) o += beta * GEMM_CLD(0, p);
+                GEMM_CST(o, 0, p);
             }
         }
     }
@@ -146,9 +168,9 @@ __kernel void gemm_reg(const int m, const int n, const int kp, const float alpha
 
 __kernel __attribute__((reqd_work_group_size(GEMM_RX, GEMM_RY, 1))) void
 gemm_lds(const int m, const int n, const int k, const int nsum, const float alpha, const float beta,
-         __global const float *restrict A, const ulong a_off, const ulong a_si, const ulong a_sk,
-         const ulong a_sb, __global const float *restrict B, const ulong b_off, const ulong b_sk,
-         const ulong b_sj, const ulong b_sb, __global float *C, const ulong c_off,
+         __global const GEMM_A_T *restrict A, const ulong a_off, const ulong a_si, const ulong a_sk,
+         const ulong a_sb, __global const GEMM_B_T *restrict B, const ulong b_off, const ulong b_sk,
+         const ulong b_sj, const ulong b_sb, __global GEMM_C_T *C, const ulong c_off,
          const ulong c_si, const ulong c_sj, const ulong c_sb)
 {
     /* +1 column: a slice loaded along k writes with a stride that would otherwise hit one bank. */
@@ -197,17 +219,19 @@ gemm_lds(const int m, const int n, const int k, const int nsum, const float alph
         for (int c = 0; c < GEMM_WN; c++) acc[r][c] = 0.0f;
 
     for (int s = 0; s < nsum; s++) {
-        __global const float *pa = A + a_off + (item + (ulong)s) * a_sb;
-        __global const float *pb = B + b_off + (item + (ulong)s) * b_sb;
+        __global const GEMM_A_T *pa = A + a_off + (item + (ulong)s) * a_sb;
+        __global const GEMM_B_T *pb = B + b_off + (item + (ulong)s) * b_sb;
         for (int k0 = 0; k0 < k; k0 += GEMM_TK) {
-            __global const float *sa = pa + (ulong)k0 * a_sk;
-            __global const float *sb = pb + (ulong)k0 * b_sk;
+            __global const GEMM_A_T *sa = pa + (ulong)k0 * a_sk;
+            __global const GEMM_B_T *sb = pb + (ulong)k0 * b_sk;
             #pragma unroll
             for (int l = 0; l < GEMM_LA; l++)
-                As[la_k[l]][la_i[l]] = la_ok[l] && k0 + la_k[l] < k ? sa[la_off[l]] : 0.0f;
+                As[la_k[l]][la_i[l]] =
+                    la_ok[l] && k0 + la_k[l] < k ? DFR_LD(GEMM_A_HALF, la_off[l], sa) : 0.0f;
             #pragma unroll
             for (int l = 0; l < GEMM_LB; l++)
-                Bs[lb_k[l]][lb_j[l]] = lb_ok[l] && k0 + lb_k[l] < k ? sb[lb_off[l]] : 0.0f;
+                Bs[lb_k[l]][lb_j[l]] =
+                    lb_ok[l] && k0 + lb_k[l] < k ? DFR_LD(GEMM_B_HALF, lb_off[l], sb) : 0.0f;
             barrier(CLK_LOCAL_MEM_FENCE);
             for (int kk = 0; kk < GEMM_TK; kk++) {
                 float a[GEMM_WM], b[GEMM_WN];
@@ -224,7 +248,7 @@ gemm_lds(const int m, const int n, const int k, const int nsum, const float alph
         }
     }
 
-    __global float *pc = C + c_off + item * c_sb;
+    __global GEMM_C_T *pc = C + c_off + item * c_sb;
     #pragma unroll
     for (int r = 0; r < GEMM_WM; r++) {
         const int i = i0 + ty + r * GEMM_RY;
@@ -233,10 +257,10 @@ gemm_lds(const int m, const int n, const int k, const int nsum, const float alph
         for (int c = 0; c < GEMM_WN; c++) {
             const int j = j0 + tx + c * GEMM_RX;
             if (j >= n) break;
-            __global float *p = pc + (ulong)i * c_si + (ulong)j * c_sj;
+            __global GEMM_C_T *p = pc + (ulong)i * c_si + (ulong)j * c_sj;
             float o = alpha * acc[r][c];
-            if (beta != 0.0f) o += beta * *p;
-            *p = o;
+            if (beta != 0.0f) o += beta * GEMM_CLD(0, p);
+            GEMM_CST(o, 0, p);
         }
     }
 }
@@ -252,7 +276,8 @@ gemm_lds(const int m, const int n, const int k, const int nsum, const float alph
 #define GEMM_PKB 16
 #endif
 __kernel void gemm_pack(const int x_len, const int w, const int k, const int nsum, const long kbeg,
-                        const int klen, const int x_fast, __global const float *restrict src,
+                        const int klen, const int x_fast,
+                        __global const DFR_T(GEMM_PACK_HALF) *restrict src,
                         const ulong s_off, const ulong s_sx, const ulong s_sk, const ulong s_sb,
                         __global float *restrict dst, const ulong d_sb)
 {
@@ -265,23 +290,24 @@ __kernel void gemm_pack(const int x_len, const int w, const int k, const int nsu
     const long ke = kbeg + kb;
     const int s = (int)(ke / k), kr = (int)(ke - (long)s * k);
     __global float *d = dst + item * d_sb + ((ulong)panel * (ulong)klen + (ulong)kb) * (ulong)w;
-    __global const float *base = src + s_off + item * (ulong)nsum * s_sb + (ulong)x0 * s_sx;
+    __global const DFR_T(GEMM_PACK_HALF) *base =
+        src + s_off + item * (ulong)nsum * s_sb + (ulong)x0 * s_sx;
     if (x_fast) {
         int si = s, ki = kr;
         for (int kk = kb; kk < kend; kk++) {
-            __global const float *p = base + (ulong)si * s_sb + (ulong)ki * s_sk;
-            for (int c = 0; c < xn; c++) d[c] = p[c];
+            __global const DFR_T(GEMM_PACK_HALF) *p = base + (ulong)si * s_sb + (ulong)ki * s_sk;
+            for (int c = 0; c < xn; c++) d[c] = DFR_LD(GEMM_PACK_HALF, c, p);
             for (int c = xn; c < w; c++) d[c] = 0.0f;
             d += w;
             if (++ki == k) ki = 0, si++;
         }
     } else if (kr + (kend - kb) <= k) {
         /* The common case: the depths lie within one item of the sum. */
-        __global const float *p0 = base + (ulong)s * s_sb + (ulong)kr * s_sk;
+        __global const DFR_T(GEMM_PACK_HALF) *p0 = base + (ulong)s * s_sb + (ulong)kr * s_sk;
         const int nk = kend - kb;
         for (int j = 0; j < nk; j++) {
-            __global const float *p = p0 + (ulong)j * s_sk;
-            for (int c = 0; c < xn; c++) d[c] = p[(ulong)c * s_sx];
+            __global const DFR_T(GEMM_PACK_HALF) *p = p0 + (ulong)j * s_sk;
+            for (int c = 0; c < xn; c++) d[c] = DFR_LD(GEMM_PACK_HALF, (ulong)c * s_sx, p);
             for (int c = xn; c < w; c++) d[c] = 0.0f;
             d += w;
         }
@@ -290,7 +316,9 @@ __kernel void gemm_pack(const int x_len, const int w, const int k, const int nsu
             int si = s, ki = kr;
             for (int kk = kb; kk < kend; kk++) {
                 d[(kk - kb) * w + c] =
-                    c < xn ? base[(ulong)si * s_sb + (ulong)c * s_sx + (ulong)ki * s_sk] : 0.0f;
+                    c < xn ? DFR_LD(GEMM_PACK_HALF,
+                                    (ulong)si * s_sb + (ulong)c * s_sx + (ulong)ki * s_sk, base)
+                           : 0.0f;
                 if (++ki == k) ki = 0, si++;
             }
         }

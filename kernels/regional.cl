@@ -27,6 +27,8 @@
 /* compile-variant: -DREG_VW=8 -DREG_TY=4 -DREG_CPW=8 -DREG_KY=3 -DREG_L=6 */
 /* compile-variant: -DREG_VW=16 -DREG_TY=2 -DREG_CPW=4 -DREG_KY=4 -DREG_L=64 */
 /* compile-variant: -DREG_VW=4 -DREG_TY=3 -DREG_CPW=2 -DREG_KY=1 -DREG_L=1 */
+/* compile-variant: -DDFR_HALF=1 -DREG_VW=1 -DREG_TY=1 -DREG_CPW=1 -DREG_KY=3 -DREG_L=3 */
+/* compile-variant: -DDFR_HALF=1 -DREG_VW=8 -DREG_TY=4 -DREG_CPW=8 -DREG_KY=3 -DREG_L=6 */
 
 #ifndef REG_VW
 #define REG_VW 8
@@ -56,9 +58,17 @@
 #define REG_VLOAD(i, p) REG_CAT(vload, REG_VW)(i, p)
 #define REG_VSTORE(v, i, p) REG_CAT(vstore, REG_VW)(v, i, p)
 #endif
+/* The same for the map and the feature, in the activation precision (common.cl). */
+#if REG_VW == 1
+#define REG_ACT_LOAD(i, p) ACT_LD(i, p)
+#define REG_ACT_STORE(v, i, p) ACT_ST(v, i, p)
+#else
+#define REG_ACT_LOAD(i, p) ACT_LDV(REG_VW, i, p)
+#define REG_ACT_STORE(v, i, p) ACT_STV(REG_VW, v, i, p)
+#endif
 
-__kernel void regional(__global const float *map, int c, int h, int w, int osz,
-                       __global float *feat, int c_offset, __global const float *tab, int yw_off,
+__kernel void regional(__global const ACT_T *map, int c, int h, int w, int osz,
+                       __global ACT_T *feat, int c_offset, __global const float *tab, int yw_off,
                        int xb_off, int yb_off)
 {
     int j = get_global_id(0), ox0 = j * REG_VW, oy0 = get_global_id(1) * REG_TY;
@@ -89,7 +99,7 @@ __kernel void regional(__global const float *map, int c, int h, int w, int osz,
     }
 
     for (int ch = c0; ch < c1; ch++) {
-        __global const float *m = map + (size_t)ch * h * w + xb;
+        __global const ACT_T *m = map + (size_t)ch * h * w + xb;
         /* pass 1: vertical */
         float v[REG_TY][REG_NQ * REG_VW];
 #pragma unroll
@@ -99,14 +109,15 @@ __kernel void regional(__global const float *map, int c, int h, int w, int osz,
             for (int q = 0; q < REG_NQ; q++) s[q] = (REG_VEC)(0.0f);
 #pragma unroll
             for (int a = 0; a < REG_KY; a++) {
-                __global const float *row = m + yrow[r][a];
+                __global const ACT_T *row = m + yrow[r][a];
                 REG_VEC wa = (REG_VEC)(wy[r][a]);
                 if (fast) {
 #pragma unroll
-                    for (int q = 0; q < REG_NQ; q++) s[q] = fma(wa, REG_VLOAD(q, row), s[q]);
+                    for (int q = 0; q < REG_NQ; q++) s[q] = fma(wa, REG_ACT_LOAD(q, row), s[q]);
                 } else {
                     float seg[REG_NQ * REG_VW];
-                    for (int i = 0; i < REG_NQ * REG_VW; i++) seg[i] = row[min(i, w - 1 - xb)];
+                    for (int i = 0; i < REG_NQ * REG_VW; i++)
+                        seg[i] = ACT_LD(min(i, w - 1 - xb), row);
 #pragma unroll
                     for (int q = 0; q < REG_NQ; q++) s[q] = fma(wa, REG_VLOAD(q, seg), s[q]);
                 }
@@ -124,14 +135,14 @@ __kernel void regional(__global const float *map, int c, int h, int w, int osz,
 #pragma unroll
             for (int r = 0; r < REG_TY; r++) acc[r] = fma((REG_VEC)(v[r][t]), wt, acc[r]);
         }
-        __global float *f = feat + ((size_t)(c_offset + ch) * osz + oy0) * osz + ox0;
+        __global ACT_T *f = feat + ((size_t)(c_offset + ch) * osz + oy0) * osz + ox0;
         for (int r = 0; r < nr; r++) {
             if (nl == REG_VW) {
-                REG_VSTORE(acc[r], 0, f + r * osz);
+                REG_ACT_STORE(acc[r], 0, f + r * osz);
             } else { /* the last chunk of a row: only the outputs that exist */
                 float part[REG_VW];
                 REG_VSTORE(acc[r], 0, part);
-                for (int i = 0; i < nl; i++) f[r * osz + i] = part[i];
+                for (int i = 0; i < nl; i++) ACT_ST(part[i], r * osz + i, f);
             }
         }
     }

@@ -1,6 +1,8 @@
 /* Reconstruction error and score-map upsampling. */
+/* compile-variant: -DDFR_HALF=1 */
 
-/* score[b, p] = mean over channels of (a - r)^2; a, r are [batch, c, npos]. Each work-item
+/* score[b, p] = mean over channels of (a - r)^2; a, r are [batch, c, npos] activations, score is
+ * fp32. Each work-item
  * makes SQ_VEC consecutive positions with vector loads (a scalar tail when npos is not a
  * multiple), so every channel row is read contiguously. */
 #ifndef SQ_VEC
@@ -8,7 +10,7 @@
 #endif
 #define SQ_CAT_(a, b) a##b
 #define SQ_CAT(a, b) SQ_CAT_(a, b)
-__kernel void sqerr_mean(__global const float *a, __global const float *r, int c, int npos,
+__kernel void sqerr_mean(__global const ACT_T *a, __global const ACT_T *r, int c, int npos,
                          __global float *score)
 {
     int p0 = get_global_id(0) * SQ_VEC, b = get_global_id(1);
@@ -18,7 +20,7 @@ __kernel void sqerr_mean(__global const float *a, __global const float *r, int c
         SQ_CAT(float, SQ_VEC) acc = 0.0f;
         for (int k = 0; k < c; k++) {
             size_t o = base + (size_t)k * npos + p0;
-            SQ_CAT(float, SQ_VEC) d = SQ_CAT(vload, SQ_VEC)(0, a + o) - SQ_CAT(vload, SQ_VEC)(0, r + o);
+            SQ_CAT(float, SQ_VEC) d = ACT_LDV(SQ_VEC, 0, a + o) - ACT_LDV(SQ_VEC, 0, r + o);
             acc = fma(d, d, acc);
         }
         SQ_CAT(vstore, SQ_VEC)(acc / (float)c, 0, score + (size_t)b * npos + p0);
@@ -27,7 +29,8 @@ __kernel void sqerr_mean(__global const float *a, __global const float *r, int c
     for (int p = p0; p < npos; p++) {
         float acc = 0.0f;
         for (int k = 0; k < c; k++) {
-            float d = a[base + (size_t)k * npos + p] - r[base + (size_t)k * npos + p];
+            size_t o = base + (size_t)k * npos + p;
+            float d = ACT_LD(o, a) - ACT_LD(o, r);
             acc = fma(d, d, acc);
         }
         score[(size_t)b * npos + p] = acc / (float)c;

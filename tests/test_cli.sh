@@ -186,6 +186,12 @@ fi
 # check NAME CONDITION...: one more test, passing when the condition (a command) holds.
 check() { name="$1"; shift; n=$((n+1)); if "$@"; then echo "ok: $name"; else echo "FAIL: $name"; fails=$((fails+1)); fi; }
 no_temps() { [ -z "$(find "$tmp" -name '*.tmp.*' -o -name '.dfrcl-tmp.*' | head -1)" ]; }
+# --precision fp16: fp16 activations score within 0.2% of fp32; a bad value is refused.
+"$dfrcl" infer --model "$tmp/m.safetensors" --random-backbone 0 "$img" --json > "$tmp/p32.json" 2>/dev/null
+"$dfrcl" infer --model "$tmp/m.safetensors" --random-backbone 0 "$img" --json --precision fp16 > "$tmp/p16.json" 2>/dev/null
+check "infer --precision fp16 scores as fp32 does (within 0.2%)" python3 -c 'import json,sys; a,b=(json.load(open(f))["images"][0]["score"] for f in sys.argv[1:]); assert abs(a-b) <= 2e-3*abs(a), (a,b)' "$tmp/p32.json" "$tmp/p16.json"
+expect 2 "--precision expects fp32 or fp16" "$dfrcl" infer --model "$tmp/m.safetensors" --random-backbone 0 --precision fp8 "$img"
+expect 2 "unrecognized option|unknown option" "$dfrcl" features --random-backbone 0 --precision fp16 "$img" -o "$tmp/x.safetensors"
 i9="$tmp/i9"; mkdir -p "$i9/sub" "$i9/w/a"
 cp "$img" "$i9/img.png"; cp "$img" "$i9/w/a/x.png"; cp "$img" "$i9/w/a/x.jpg"
 case "$dfrcl" in /*) dfrcl_abs="$dfrcl" ;; *) dfrcl_abs="$PWD/$dfrcl" ;; esac

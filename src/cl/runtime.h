@@ -41,7 +41,21 @@ typedef struct dfr_runtime {
     /* Modules that keep per-runtime state (the GEMM's scratch buffers) release it here. */
     void (*release_hooks[8])(struct dfr_runtime *rt);
     struct dfr_mem_account *mem; /* bytes held by dfr_buffer_new's buffers (NULL: none yet) */
+    /* Storage precision of activations in inference (--precision): 0 fp32, 1 fp16. Which buffers
+     * it covers: kernels/common.cl. Set it before making buffers; training ignores it (fp32). */
+    int half;
 } dfr_runtime;
+
+/* Bytes of one activation element (4, or 2 with rt->half), for sizing and checking buffers. */
+static inline size_t dfr_act_bytes(const dfr_runtime *rt)
+{
+    return rt && rt->half ? 2 : 4;
+}
+/* The kernel build option that selects that storage (" -DDFR_HALF=1" or ""). */
+static inline const char *dfr_act_opts(const dfr_runtime *rt)
+{
+    return rt && rt->half ? " -DDFR_HALF=1" : "";
+}
 
 /* Registers fn to run when rt is closed (once per fn; at most 8). */
 int dfr_runtime_add_release_hook(dfr_runtime *rt, void (*fn)(dfr_runtime *rt));

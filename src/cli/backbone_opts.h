@@ -15,6 +15,7 @@ typedef struct cli_backbone_opts {
     int size;            /* --size, default 256 */
     int verbosity;
     int batch, threads;  /* --batch, --threads (scoring commands); 0 = automatic */
+    int half;            /* --precision: 1 fp16 inference activations, 0 fp32, -1 auto */
 } cli_backbone_opts;
 
 void cli_backbone_defaults(cli_backbone_opts *o);
@@ -70,7 +71,15 @@ void cli_lanes_close(cli_lanes *l);
 /* "[0] name, [1] name" of the lanes' devices, for reports. */
 void cli_lanes_names(const cli_lanes *l, char *buf, size_t n);
 
-/* Opens the runtime and loads the backbone the options describe. */
+/* --precision fp32|fp16 for the commands that score (infer, eval, bench; run has its own, shared
+ * with training's feature store). cli_backbone_option handles it; cli_backbone_open applies it. */
+#define CLI_PRECISION_LONGOPT {"precision", required_argument, 0, 1004}
+#define CLI_PRECISION_HELP                                                                      \
+    "      --precision fp32|fp16 storage of activations and features on the device\n"          \
+    "                            (default: fp16 on GPUs, fp32 on CPUs); fp16 halves their\n"  \
+    "                            memory and traffic, computing and summing still in fp32\n"
+
+/* Opens the runtime (with the precision asked for) and loads the backbone the options describe. */
 int cli_backbone_open(const cli_backbone_opts *o, int profiling, dfr_runtime **rt,
                       dfr_vgg19 **vgg);
 #endif

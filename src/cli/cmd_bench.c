@@ -53,7 +53,7 @@ static void help(void)
            "      --images N            images for --pipeline (default 32)\n"
            "      --latent N            also time the CAE and scoring with this latent size\n"
            "                            (default 197 for 12 layers as in the published bottle\n"
-           "                            model, 25 for 8 layers; 0 skips them)\n" CLI_BACKBONE_HELP
+           "                            model, 25 for 8 layers; 0 skips them)\n" CLI_PRECISION_HELP CLI_BACKBONE_HELP
            "  -h, --help\n");
 }
 
@@ -256,7 +256,7 @@ static int bench_pipeline(const cli_backbone_opts *bo, int n, int latent, const 
 
 int cmd_bench(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS,
+    static const struct option opts[] = {CLI_BACKBONE_LONGOPTS, CLI_PRECISION_LONGOPT,
                                          {"reps", required_argument, 0, 'r'},
                                          {"warmup", required_argument, 0, 1101},
                                          {"torch", required_argument, 0, 1102},

@@ -33,7 +33,7 @@ static void help(void)
            "  -w, --weights FILE / --random-backbone SEED\n"
            "                            the backbone the model was trained with\n"
            "  -d, --device D, -v, -q    as for the other commands\n"
-           CLI_SCHED_HELP
+           CLI_SCHED_HELP CLI_PRECISION_HELP
            "  -h, --help\n\n"
            "An unreadable test image or mask stops the evaluation with an error naming it:\n"
            "metrics over part of a test set would look valid but mean something else.\n"
@@ -147,6 +147,7 @@ int cli_eval_model(const cli_lanes *l, const char *data, const char *test_dir, c
 int cmd_eval(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_BACKBONE_LONGOPTS, CLI_SCHED_LONGOPTS,
+                                          CLI_PRECISION_LONGOPT,
                                          {"model", required_argument, 0, 'm'},
                                          {"data", required_argument, 0, 1401},
                                          {"test", required_argument, 0, 1402},

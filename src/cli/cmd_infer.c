@@ -38,7 +38,7 @@ static void help(void)
            "  -w, --weights FILE / --random-backbone SEED\n"
            "                            the backbone the model was trained with\n"
            "  -d, --device D, -v, -q    as for the other commands\n"
-           CLI_SCHED_HELP
+           CLI_SCHED_HELP CLI_PRECISION_HELP
            "  -h, --help\n\n"
            "An image that cannot be read is skipped with an error naming it; the others are\n"
            "scored, the skipped ones are listed at the end, and the exit code is 1.\n"
@@ -205,6 +205,7 @@ static int infer_one(void *user, const dfr_sched_result *r)
 int cmd_infer(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_BACKBONE_LONGOPTS, CLI_SCHED_LONGOPTS,
+                                          CLI_PRECISION_LONGOPT,
                                          {"model", required_argument, 0, 'm'},
                                          {"out", required_argument, 0, 1301},
                                          {"json", no_argument, 0, 1302},

@@ -59,7 +59,10 @@ static void help(void)
            "      --out DIR             campaign folder (required)\n"
            "      --categories a,b      only these categories\n"
            "      --force               redo categories done with other settings\n"
-           CLI_TRAIN_HELP CLI_BACKBONE_HELP
+           CLI_TRAIN_HELP
+           "                            (fp16 also stores evaluation's activations and features\n"
+           "                            as fp16, as --precision fp16 does for eval)\n"
+           CLI_BACKBONE_HELP
            "  -d, --device LIST         also 'all' or '0,2': each category trains on the first\n"
            "                            device, and its evaluation spreads the test images over\n"
            "                            all of them\n"
@@ -568,6 +571,8 @@ int cmd_run(int argc, char **argv)
         default: return 2;
         }
     }
+    /* --precision fp16/fp32: evaluation's activations too (auto: by the device, as for eval) */
+    bo.half = to.store_precision == 16 ? 1 : to.store_precision == 32 ? 0 : -1;
     if (!root || !out || optind != argc) {
         fprintf(stderr, "dfrcl run: need --data ROOT and --out DIR (see --help)\n");
         return 2;

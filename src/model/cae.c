@@ -61,6 +61,11 @@ struct dfr_cae {
     int64_t steps;
     int folded_ok;
     char opts[32]; /* -D options of cae.cl */
+    /* Activation storage: bytes per element the inference buffers z[] were made for (4; 2 for a
+     * scorer made on an fp16 runtime), and whether the running forward stores fp16 (inference on
+     * an fp16 runtime: its input, z[] and output are fp16, the weights fp32). */
+    size_t act_bytes;
+    int infer_half;
 };
 
 /* ---- small helpers ---- */
@@ -114,6 +119,7 @@ static int gemm(dfr_cae *m, int what, int l, int ta, int tb, int M, int N, int K
         .a = a, .a_offset = aoff, .lda = lda, .a_stride = astr,
         .b = b, .b_offset = boff, .ldb = ldb, .b_stride = bstr,
         .c = c, .c_offset = coff, .ldc = ldc, .c_stride = cstr, .batch = batch,
+        .half_b = what == FWD && m->infer_half, .half_c = what == FWD && m->infer_half,
     };
     const char *saved = m->rt->prof_tag;
     m->rt->prof_tag = gemm_tags[what][l];
@@ -122,12 +128,14 @@ static int gemm(dfr_cae *m, int what, int l, int ta, int tb, int M, int N, int K
     return rc;
 }
 
-static size_t buffer_floats(cl_mem b)
+/* Elements of `elem` bytes that buffer b holds. */
+static size_t buffer_elems(cl_mem b, size_t elem)
 {
     size_t bytes = 0;
     if (clGetMemObjectInfo(b, CL_MEM_SIZE, sizeof bytes, &bytes, NULL) != CL_SUCCESS) return 0;
-    return bytes / sizeof(float);
+    return bytes / elem;
 }
+#define buffer_floats(b) buffer_elems(b, sizeof(float))
 
 static const cae_tensor *find_tensor(const dfr_cae *m, const char *name)
 {
@@ -270,11 +278,12 @@ static int cae_create(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, 
     if (!rc && !train)
         rc = dfr_buffer_new(rt, m->nparams * fb, rw, "CAE folded weights", &m->folded);
     if (!rc) rc = dfr_buffer_new(rt, m->nrunning * fb, rw, "CAE running stats", &m->running);
+    m->act_bytes = train ? fb : dfr_act_bytes(rt);
     for (int l = 0; l < NCONV && !rc; l++) {
         int k = bn_of_conv[l];
         size_t n = (size_t)m->ch[l + 1] * bp * fb;
         if (!train) { /* inference needs only the conv outputs of a chunk, biased in place */
-            n = (size_t)m->ch[l + 1] * (size_t)infer_cols(m) * fb;
+            n = (size_t)m->ch[l + 1] * (size_t)infer_cols(m) * m->act_bytes;
             if (l + 1 < NCONV) rc = dfr_buffer_new(rt, n, rw, "CAE activations", &m->z[l + 1]);
         } else if (k >= 0) {
             rc = dfr_buffer_new(rt, (size_t)m->ch[l + 1] * 2 * fb, rw, "CAE BN stats",
@@ -379,18 +388,19 @@ int dfr_cae_reset_optimizer(dfr_cae *cae)
 
 /* ---- argument checks shared by training and inference ---- */
 
-static int check_batch(const dfr_cae *m, const char *what, cl_mem x, size_t x_offset, int batch)
+static int check_batch(const dfr_cae *m, const char *what, cl_mem x, size_t x_offset, int batch,
+                       size_t elem)
 {
     if (!m) return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE %s: no model", what);
     if (!x) return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE %s: no input buffer", what);
     if (batch < 1 || batch > m->max_batch)
         return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE %s: batch %d outside 1..%d", what, batch,
                          m->max_batch);
-    size_t need = (size_t)batch * m->ch[0] * m->npos, have = buffer_floats(x);
+    size_t need = (size_t)batch * m->ch[0] * m->npos, have = buffer_elems(x, elem);
     if (x_offset > have || have - x_offset < need)
         return dfr_error(DFRCL_ERR_INVALID_ARG,
-                         "CAE %s: input of %zu floats too small for %zu at offset %zu", what,
-                         have, need, x_offset);
+                         "CAE %s: input of %zu %s too small for %zu at offset %zu", what,
+                         have, elem == 2 ? "fp16 values" : "floats", need, x_offset);
     return DFRCL_OK;
 }
 
@@ -401,7 +411,9 @@ static int bias_act(dfr_cae *m, cl_mem y, int n, int rows, int nch, cl_mem w, si
 {
     cl_kernel k;
     int boff = (int)b_off;
-    int rc = cae_kernel(m, "cae_bias_act", &k);
+    char opts[64]; /* y is in the forward's activation storage */
+    snprintf(opts, sizeof opts, "%s%s", m->opts, m->infer_half ? " -DDFR_HALF=1" : "");
+    int rc = dfr_kernel_get(m->rt, "cae.cl", opts, "cae_bias_act", &k);
     if (!rc)
         rc = dfr_set_args(k, "cae_bias_act", DFR_ARG(y), DFR_ARG(n), DFR_ARG(rows), DFR_ARG(nch),
                           DFR_ARG(w), DFR_ARG(boff), DFR_ARG(relu), DFR_ARGS_END);
@@ -453,6 +465,7 @@ static int forward_train(dfr_cae *m, cl_mem x, size_t xoff, int batch, cl_mem ou
     int n = (int)bp;
     cl_mem in = x; /* the input of conv l */
     int rc = DFRCL_OK;
+    m->infer_half = 0; /* training is fp32 */
     for (int l = 0; l < NCONV && !rc; l++) {
         int ci = m->ch[l], co = m->ch[l + 1], bn = bn_of_conv[l];
         cl_mem dst = l == NCONV - 1 ? out : m->z[l + 1];
@@ -486,8 +499,9 @@ static int infer_chunks(dfr_cae *m, cl_mem x, size_t xoff, int batch, cl_mem out
     const size_t P = (size_t)m->npos;
     const int C = m->ch[0], cols = infer_cols(m);
     int rc = DFRCL_OK;
+    m->infer_half = m->rt->half;
     for (int b = 0; b < batch && !rc; b++) {
-        size_t img = (size_t)b * C * P; /* the image's offset in x and out, in floats */
+        size_t img = (size_t)b * C * P; /* the image's offset in x and out, in elements */
         for (size_t p0 = 0; p0 < P && !rc; p0 += (size_t)cols) {
             int pc = P - p0 < (size_t)cols ? (int)(P - p0) : cols;
             for (int l = 0; l < NCONV && !rc; l++) {
@@ -593,7 +607,7 @@ static int adam(dfr_cae *m, float lr)
 
 int dfr_cae_train_step(dfr_cae *cae, cl_mem x, size_t x_offset, int batch, float lr, float *loss)
 {
-    int rc = check_batch(cae, "training", x, x_offset, batch);
+    int rc = check_batch(cae, "training", x, x_offset, batch, sizeof(float));
     if (rc) return rc;
     if (cae->scorer) return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: a scorer does not train");
     if (!(lr > 0.0f) || isinf(lr))
@@ -661,13 +675,18 @@ static int fold(dfr_cae *m)
 
 int dfr_cae_infer(dfr_cae *cae, cl_mem x, size_t x_offset, int batch, cl_mem recon)
 {
-    int rc = check_batch(cae, "inference", x, x_offset, batch);
+    size_t eb = dfr_act_bytes(cae ? cae->rt : NULL);
+    int rc = check_batch(cae, "inference", x, x_offset, batch, eb);
     if (rc) return rc;
-    size_t need = (size_t)batch * cae->ch[0] * cae->npos;
-    if (!recon || buffer_floats(recon) < need)
+    if (eb > cae->act_bytes)
         return dfr_error(DFRCL_ERR_INVALID_ARG,
-                         "CAE inference: output buffer %s (need %zu floats)",
-                         recon ? "too small" : "missing", need);
+                         "CAE inference: made for fp16 activations, the runtime now asks for fp32; "
+                         "set the precision before making the autoencoder");
+    size_t need = (size_t)batch * cae->ch[0] * cae->npos;
+    if (!recon || buffer_elems(recon, eb) < need)
+        return dfr_error(DFRCL_ERR_INVALID_ARG,
+                         "CAE inference: output buffer %s (need %zu %s)",
+                         recon ? "too small" : "missing", need, eb == 2 ? "fp16 values" : "floats");
     if (!cae->folded_ok) rc = fold(cae);
     if (!rc) rc = infer_chunks(cae, x, x_offset, batch, recon);
     return rc;

@@ -25,20 +25,24 @@ int dfr_model_load_image(const dfr_model *m, const char *path, dfrcl_image *img,
     return dfr_image_load_resized(path, m->info.size, img, orig_w, orig_h);
 }
 
-/* Scoring buffers for up to `cap` images at once. */
+/* Scoring buffers for up to `cap` images at once; features and reconstructions in the runtime's
+ * activation precision (remade when fp32 follows fp16). */
 int dfr_model_score_buffers(dfr_model *m, int cap)
 {
-    if (m->cap >= cap) return DFRCL_OK;
+    size_t q = (size_t)(m->info.size / 4), P = q * q, S = (size_t)m->info.size;
+    size_t per = (size_t)m->info.channels * P, eb = dfr_act_bytes(m->rt), have = 0;
+    if (m->feat && clGetMemObjectInfo(m->feat, CL_MEM_SIZE, sizeof have, &have, NULL) != CL_SUCCESS)
+        have = 0;
+    if (m->cap >= cap && have >= (size_t)m->cap * per * eb) return DFRCL_OK;
     dfr_buffer_release(&m->feat);
     dfr_buffer_release(&m->recon);
     dfr_buffer_release(&m->score_small);
     dfr_buffer_release(&m->score_full);
+    if (m->cap > cap) cap = m->cap;
     m->cap = 0;
-    size_t q = (size_t)(m->info.size / 4), P = q * q, S = (size_t)m->info.size;
-    size_t per = (size_t)m->info.channels * P;
-    int rc = dfr_buffer_new(m->rt, cap * per * sizeof(float), CL_MEM_READ_WRITE, "features", &m->feat);
-    if (!rc) rc = dfr_buffer_new(m->rt, cap * per * sizeof(float), CL_MEM_READ_WRITE,
-                                 "reconstructions", &m->recon);
+    int rc = dfr_buffer_new(m->rt, cap * per * eb, CL_MEM_READ_WRITE, "features", &m->feat);
+    if (!rc) rc = dfr_buffer_new(m->rt, cap * per * eb, CL_MEM_READ_WRITE, "reconstructions",
+                                 &m->recon);
     if (!rc) rc = dfr_buffer_new(m->rt, cap * P * sizeof(float), CL_MEM_READ_WRITE, "score maps",
                                  &m->score_small);
     if (!rc) rc = dfr_buffer_new(m->rt, cap * S * S * sizeof(float), CL_MEM_READ_WRITE,

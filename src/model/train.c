@@ -564,8 +564,8 @@ static int check_options(const dfr_vgg19 *vgg, int n, int size, const dfr_train_
     return dfr_vgg19_check_size(vgg, size);
 }
 
-int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *images, int n,
-              int size, const dfr_train_opts *opts)
+static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *images,
+                      int n, int size, const dfr_train_opts *opts)
 {
     *out = NULL;
     int rc = check_options(vgg, n, size, opts);
@@ -806,4 +806,16 @@ int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *cons
     }
     *out = m;
     return DFRCL_OK;
+}
+
+/* Training runs in fp32 whatever the runtime's activation precision (--precision is for
+ * inference): its features, autoencoder and threshold pass are fp32. */
+int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *images, int n,
+              int size, const dfr_train_opts *opts)
+{
+    int half = rt ? rt->half : 0;
+    if (rt) rt->half = 0;
+    int rc = train_fp32(out, rt, vgg, images, n, size, opts);
+    if (rt) rt->half = half;
+    return rc;
 }

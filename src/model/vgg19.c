@@ -8,6 +8,7 @@
 #include "io/safetensors.h"
 #include "util/error.h"
 #include "util/finite.h"
+#include "util/half.h"
 #include "util/hash.h"
 #include "util/rand.h"
 
@@ -175,13 +176,18 @@ void dfr_vgg19_free(dfr_vgg19 **pv)
     *pv = NULL;
 }
 
+/* Bytes of buffer m (0 if none). */
+static size_t buffer_bytes(cl_mem m)
+{
+    size_t b = 0;
+    if (!m || clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof b, &b, NULL) != CL_SUCCESS) return 0;
+    return b;
+}
+
+/* Work buffers for size x size images in the runtime's activation precision (remade when the
+ * size changes or fp32 follows fp16). */
 static int ensure_buffers(dfr_vgg19 *v, int size)
 {
-    if (v->buf_size == size) return DFRCL_OK;
-    dfr_buffer_release(&v->img_u8);
-    dfr_buffer_release(&v->act[0]);
-    dfr_buffer_release(&v->act[1]);
-    v->buf_size = 0;
     /* The largest map: 64 channels at full size (block 0); later blocks are smaller. */
     size_t biggest = 0;
     for (int i = 0; i < v->layers; i++) {
@@ -191,12 +197,18 @@ static int ensure_buffers(dfr_vgg19 *v, int size)
     }
     size_t in3 = (size_t)3 * size * size;
     if (in3 > biggest) biggest = in3;
+    biggest *= dfr_act_bytes(v->rt);
+    if (v->buf_size == size && buffer_bytes(v->act[0]) >= biggest) return DFRCL_OK;
+    dfr_buffer_release(&v->img_u8);
+    dfr_buffer_release(&v->act[0]);
+    dfr_buffer_release(&v->act[1]);
+    v->buf_size = 0;
     int rc = dfr_buffer_new(v->rt, (size_t)size * size * 3, CL_MEM_READ_ONLY, "the input image",
                             &v->img_u8);
-    if (!rc) rc = dfr_buffer_new(v->rt, biggest * sizeof(float), CL_MEM_READ_WRITE,
-                                 "backbone activations", &v->act[0]);
-    if (!rc) rc = dfr_buffer_new(v->rt, biggest * sizeof(float), CL_MEM_READ_WRITE,
-                                 "backbone activations", &v->act[1]);
+    if (!rc) rc = dfr_buffer_new(v->rt, biggest, CL_MEM_READ_WRITE, "backbone activations",
+                                 &v->act[0]);
+    if (!rc) rc = dfr_buffer_new(v->rt, biggest, CL_MEM_READ_WRITE, "backbone activations",
+                                 &v->act[1]);
     if (rc) return rc;
     v->buf_size = size;
     return DFRCL_OK;
@@ -213,6 +225,18 @@ int dfr_vgg19_check_size(const dfr_vgg19 *v, int size)
                          "at least %d",
                          size, v->layers, multiple, smallest);
     return DFRCL_OK;
+}
+
+/* Reads n activations as floats (widening fp16 ones). */
+static int read_act(dfr_runtime *rt, cl_mem src, size_t n, float *dst)
+{
+    if (!rt->half) return dfr_read(rt, src, 0, n * sizeof(float), dst, "debug download");
+    uint16_t *h = malloc(n * sizeof *h);
+    if (!h) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    int rc = dfr_read(rt, src, 0, n * sizeof *h, h, "debug download");
+    for (size_t i = 0; !rc && i < n; i++) dst[i] = dfr_half_to_float(h[i]);
+    free(h);
+    return rc;
 }
 
 /* The image comes from host `pixels`, or when NULL from device buffer dev_px at dev_off. */
@@ -244,8 +268,7 @@ static int features(dfr_vgg19 *v, const uint8_t *pixels, cl_mem dev_px, size_t d
         if (!rc) rc = dfr_op_regional(v->rt, v->act[cur], layer_cout[i], h, h, size, feat, c_off,
                                       (image_index + 1) * v->channels);
         if (!rc && keep && keep[i])
-            rc = dfr_read(v->rt, v->act[cur], 0, (size_t)layer_cout[i] * h * h * sizeof(float),
-                          keep[i], "debug download");
+            rc = read_act(v->rt, v->act[cur], (size_t)layer_cout[i] * h * h, keep[i]);
         c_off += layer_cout[i];
     }
     v->rt->prof_tag = NULL;

@@ -106,7 +106,8 @@ int dfr_op_conv3x3_relu(dfr_runtime *rt, const dfr_conv_weights *cw, cl_mem in, 
     if (err == CL_SUCCESS)
         err = clGetMemObjectInfo(out, CL_MEM_SIZE, sizeof out_size, &out_size, NULL);
     if (err != CL_SUCCESS) return dfr_cl_error(err, "conv3x3: querying the buffer sizes");
-    if (in_size / sizeof(float) / cin < plane || out_size / sizeof(float) / cout < plane)
+    size_t eb = dfr_act_bytes(rt); /* activations are fp32 or fp16 */
+    if (in_size / eb / cin < plane || out_size / eb / cout < plane)
         return dfr_error(DFRCL_ERR_INVALID_ARG,
                          "conv3x3: buffers of %zu and %zu bytes are too small for [%d, %d, %d] -> "
                          "[%d, %d, %d]",
@@ -119,8 +120,10 @@ int dfr_op_conv3x3_relu(dfr_runtime *rt, const dfr_conv_weights *cw, cl_mem in, 
                          "conv3x3: weights laid out for a channel tile of %d, the kernel uses %d "
                          "(DFRCL_CONV_TUNE changed after the upload?)",
                          cw->tco, cfg.tco);
+    char opts[192];
+    snprintf(opts, sizeof opts, "%s%s", cfg.defines, dfr_act_opts(rt));
     cl_kernel k;
-    rc = dfr_kernel_get(rt, "conv.cl", cfg.defines, "conv3x3_relu", &k);
+    rc = dfr_kernel_get(rt, "conv.cl", opts, "conv3x3_relu", &k);
     if (!rc) rc = dfr_set_args(k, "conv3x3_relu", DFR_ARG(in), DFR_ARG(cw->w), DFR_ARG(cw->b),
                                DFR_ARG(out), DFR_ARG(cin), DFR_ARG(cout), DFR_ARG(h), DFR_ARG(w),
                                DFR_ARGS_END);

@@ -165,8 +165,9 @@ static int extent(size_t off, size_t rows, size_t cols, size_t ld, size_t stride
 }
 
 static int check_operand(const char *name, cl_mem buf, size_t off, size_t rows, size_t cols,
-                         size_t ld, size_t stride, int batch, size_t *end)
+                         size_t ld, size_t stride, int batch, int half, size_t *end)
 {
+    const size_t eb = half ? 2 : sizeof(float); /* element bytes */
     if (!buf) return dfr_error(DFRCL_ERR_INVALID_ARG, "gemm: buffer %s is NULL", name);
     if (ld < cols || ld < 1)
         return dfr_error(DFRCL_ERR_INVALID_ARG,
@@ -175,11 +176,12 @@ static int check_operand(const char *name, cl_mem buf, size_t off, size_t rows, 
     size_t bytes = 0;
     cl_int err = clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof bytes, &bytes, NULL);
     if (err != CL_SUCCESS) return dfr_cl_error(err, "gemm: querying the size of a buffer");
-    if (!extent(off, rows, cols, ld, stride, batch, end) || *end > bytes / sizeof(float))
+    if (!extent(off, rows, cols, ld, stride, batch, end) || *end > bytes / eb)
         return dfr_error(DFRCL_ERR_INVALID_ARG,
                          "gemm: %s (%d x [%zu x %zu], ld %zu, offset %zu, stride %zu) reaches "
-                         "past its buffer of %zu floats",
-                         name, batch, rows, cols, ld, off, stride, bytes / sizeof(float));
+                         "past its buffer of %zu %s elements",
+                         name, batch, rows, cols, ld, off, stride, bytes / eb,
+                         half ? "fp16" : "fp32");
     return DFRCL_OK;
 }
 
@@ -192,22 +194,24 @@ static int check_desc(const dfr_gemm_desc *g)
     if (g->m == 0 || g->n == 0) return DFRCL_OK;
     size_t c_end, a_end = 0, b_end = 0;
     int rc = check_operand("C", g->c, g->c_offset, (size_t)g->m, (size_t)g->n, g->ldc,
-                           g->c_stride, g->batch, &c_end);
+                           g->c_stride, g->batch, g->half_c, &c_end);
     if (rc || g->k == 0) return rc;
     size_t m = (size_t)g->m, n = (size_t)g->n, k = (size_t)g->k;
     rc = check_operand("A", g->a, g->a_offset, g->trans_a ? k : m, g->trans_a ? m : k, g->lda,
-                       g->a_stride, g->batch, &a_end);
+                       g->a_stride, g->batch, g->half_a, &a_end);
     if (!rc)
         rc = check_operand("B", g->b, g->b_offset, g->trans_b ? n : k, g->trans_b ? k : n,
-                           g->ldb, g->b_stride, g->batch, &b_end);
+                           g->ldb, g->b_stride, g->batch, g->half_b, &b_end);
     if (rc) return rc;
-    /* Element ranges (first to one past the last) of C against A and B in the same buffer. */
-    if ((g->a == g->c && g->c_offset < a_end && g->a_offset < c_end) ||
-        (g->b == g->c && g->c_offset < b_end && g->b_offset < c_end))
+    /* Byte ranges (first to one past the last) of C against A and B in the same buffer. */
+    const size_t ea = g->half_a ? 2 : 4, eb = g->half_b ? 2 : 4, ec = g->half_c ? 2 : 4;
+    const int a_hit = g->a == g->c && g->c_offset * ec < a_end * ea && g->a_offset * ea < c_end * ec;
+    const int b_hit = g->b == g->c && g->c_offset * ec < b_end * eb && g->b_offset * eb < c_end * ec;
+    if (a_hit || b_hit)
         return dfr_error(DFRCL_ERR_INVALID_ARG,
                          "gemm: C shares elements with %s in one buffer; the result would "
                          "depend on the order of the work",
-                         g->a == g->c && g->c_offset < a_end && g->a_offset < c_end ? "A" : "B");
+                         a_hit ? "A" : "B");
     return DFRCL_OK;
 }
 
@@ -225,6 +229,7 @@ typedef struct gemm_prob {
     int m, n, k, nsum, items;
     float alpha, beta;
     gemm_mat a, b, c;
+    int ha, hb, hc; /* operand stored as fp16 */
 } gemm_prob;
 
 static int launch_lds(dfr_runtime *rt, const gemm_prob *p, const gemm_tune *t, const char *opts,
@@ -252,6 +257,12 @@ static int launch_lds(dfr_runtime *rt, const gemm_prob *p, const gemm_tune *t, c
     size_t l[3] = {rx, ry, 1};
     return dfr_enqueue(rt, kern, 3, g, l, label);
 }
+
+/* Build options of a product's kernels: packing A, packing B (their source's storage), and the
+ * product (C's storage; gemm_lds also A's and B's). */
+typedef struct gemm_opts {
+    char pa[320], pb[320], mul[320];
+} gemm_opts;
 
 /* ---- packing scratch of gemm_reg ---- */
 
@@ -360,9 +371,10 @@ static int launch_reg(dfr_runtime *rt, const gemm_tune *t, const char *opts, con
  * of depth nsum*k. When the packed operands would exceed the budget (tunable pk, 128 MB; less on
  * a device with under 1 GiB or smaller buffers), items go in groups, then the depth in chunks
  * (accumulating into C with beta = 1 after the first). */
-static int own_reg(dfr_runtime *rt, const gemm_prob *p, const gemm_tune *t, const char *opts,
+static int own_reg(dfr_runtime *rt, const gemm_prob *p, const gemm_tune *t, const gemm_opts *o,
                    const char *label)
 {
+    const char *opts = o->mul;
     const int nt = t->vw * t->nv, rm = t->rm;
     const size_t ma = (size_t)((p->m + rm - 1) / rm) * (size_t)rm;
     const size_t nb = (size_t)((p->n + nt - 1) / nt) * (size_t)nt;
@@ -404,11 +416,11 @@ static int own_reg(dfr_runtime *rt, const gemm_prob *p, const gemm_tune *t, cons
             int rc = scratch_get(rt, 0, ma * (size_t)klen * (size_t)na * sizeof(float), &ap);
             if (!rc) rc = scratch_get(rt, 1, nb * (size_t)klen * (size_t)nbi * sizeof(float), &bp);
             if (!rc && !(shared_a && one_pass && g0 > 0))
-                rc = launch_pack(rt, t, opts, label, p->m, rm, p->k, p->nsum, k0, klen,
+                rc = launch_pack(rt, t, o->pa, label, p->m, rm, p->k, p->nsum, k0, klen,
                                  p->a.off + (cl_ulong)g0 * (cl_ulong)p->nsum * p->a.sb, p->a.sr,
                                  p->a.sc, p->a.sb, p->a.buf, na, ap);
             if (!rc && !(shared_b && one_pass && g0 > 0))
-                rc = launch_pack(rt, t, opts, label, p->n, nt, p->k, p->nsum, k0, klen,
+                rc = launch_pack(rt, t, o->pb, label, p->n, nt, p->k, p->nsum, k0, klen,
                                  p->b.off + (cl_ulong)g0 * (cl_ulong)p->nsum * p->b.sb, p->b.sc,
                                  p->b.sr, p->b.sb, p->b.buf, nbi, bp);
             if (!rc)
@@ -432,13 +444,22 @@ static void prob_from_desc(const dfr_gemm_desc *g, gemm_prob *p)
         .a = {g->a, g->a_offset, g->trans_a ? 1 : g->lda, g->trans_a ? g->lda : 1, g->a_stride},
         .b = {g->b, g->b_offset, g->trans_b ? 1 : g->ldb, g->trans_b ? g->ldb : 1, g->b_stride},
         .c = {g->c, g->c_offset, g->ldc, 1, g->c_stride},
+        .ha = g->half_a, .hb = g->half_b, .hc = g->half_c,
     };
     /* Nothing to multiply: C = beta*C without reading A or B. */
     if (p->k == 0 || p->alpha == 0.0f) {
         p->k = 0;
         p->nsum = 1;
         p->a = p->b = p->c;
+        p->ha = p->hb = p->hc;
     }
+}
+
+/* opts plus the operands' storage (gemm.cl's GEMM_*_HALF) for one kernel of a product. */
+static void storage_opts(char *out, size_t n, const char *opts, int pack, int a, int b, int c)
+{
+    snprintf(out, n, "%s%s%s%s%s", opts, pack ? " -DGEMM_PACK_HALF=1" : "",
+             a ? " -DGEMM_A_HALF=1" : "", b ? " -DGEMM_B_HALF=1" : "", c ? " -DGEMM_C_HALF=1" : "");
 }
 
 static int own_gemm(dfr_runtime *rt, const dfr_gemm_desc *g, int lds, const char *label)
@@ -449,7 +470,11 @@ static int own_gemm(dfr_runtime *rt, const dfr_gemm_desc *g, int lds, const char
     if (rc) return rc;
     gemm_prob p;
     prob_from_desc(g, &p);
-    return lds ? launch_lds(rt, &p, &t, opts, label) : own_reg(rt, &p, &t, opts, label);
+    gemm_opts o;
+    storage_opts(o.pa, sizeof o.pa, opts, p.ha, 0, 0, 0);
+    storage_opts(o.pb, sizeof o.pb, opts, p.hb, 0, 0, 0);
+    storage_opts(o.mul, sizeof o.mul, opts, 0, lds && p.ha, lds && p.hb, p.hc);
+    return lds ? launch_lds(rt, &p, &t, o.mul, label) : own_reg(rt, &p, &t, &o, label);
 }
 
 /* ---- CLBlast ---- */
@@ -530,8 +555,11 @@ int dfr_gemm(dfr_runtime *rt, const dfr_gemm_desc *g, const char *label)
     rc = dfr_runtime_add_release_hook(rt, dfr_gemm_release);
     if (rc) return rc;
     dfr_gemm_backend b = dfr_gemm_backend_in_use(rt);
-    /* Products with nothing to multiply are a scaling of C: the own kernel does it. */
-    if (b == DFR_GEMM_CLBLAST && (g->k == 0 || g->alpha == 0.0f)) b = own_for_device(rt);
+    /* Products with nothing to multiply are a scaling of C: the own kernel does it. So are those
+     * with fp16 operands: CLBlast has no mixed precision, and its Hgemm sums in half. */
+    if (b == DFR_GEMM_CLBLAST && (g->k == 0 || g->alpha == 0.0f || g->half_a || g->half_b ||
+                                  g->half_c))
+        b = own_for_device(rt);
     if (b == DFR_GEMM_CLBLAST) rc = clblast_gemm(rt, g, label);
     else rc = own_gemm(rt, g, b == DFR_GEMM_OWN_LDS, label);
     if (rc)

@@ -28,6 +28,11 @@ typedef struct dfr_gemm_desc {
      * overlap, except c_stride == 0 with batch > 1, which SUMS the batch into one C:
      * C = alpha * sum_i op(A_i) op(B_i) + beta*C (the weight gradient over a batch of images). */
     int batch;
+    /* Storage of each operand: 0 fp32 (the default), 1 fp16 (2-byte elements; offsets, leading
+     * dimensions and strides still count elements). Arithmetic and sums are fp32 either way.
+     * Products with an fp16 operand run on the own kernels (CLBlast's half GEMM would sum in
+     * half). */
+    int half_a, half_b, half_c;
 } dfr_gemm_desc;
 
 /* Enqueues C = alpha*op(A)*op(B) + beta*C on rt's queue and returns without waiting. Every size,

@@ -1,6 +1,8 @@
 /* Host side of each kernel: argument checks, launch geometry, enqueue. Every op enqueues on the
- * runtime's in-order queue and returns without waiting. Tensors are float32, planar [C, H, W]
- * (row-major, W fastest) unless said otherwise. */
+ * runtime's in-order queue and returns without waiting. Tensors are planar [C, H, W] (row-major,
+ * W fastest) unless said otherwise. Activations (images after preprocessing, conv and pool
+ * outputs, regional features, the sqerr inputs) are stored in the runtime's activation precision
+ * (rt->half: fp16, else fp32; dfr_act_bytes); weights, tables and score maps are always fp32. */
 #ifndef DFRCL_OPS_OPS_H
 #define DFRCL_OPS_OPS_H
 

@@ -161,7 +161,8 @@ int dfr_op_regional(dfr_runtime *rt, cl_mem map, int c, int h, int w, int size, 
     if ((double)h * w > 2147483647.0 || (double)osz * osz > 2147483647.0)
         return dfr_error(DFRCL_ERR_INVALID_ARG, "regional: map [%d, %d] or size %d too large", h, w,
                          size);
-    if (!buffer_holds(map, 4.0 * c * h * w) || !buffer_holds(feat, 4.0 * c_total * osz * osz))
+    double eb = (double)dfr_act_bytes(rt); /* map and feature are fp32 or fp16 */
+    if (!buffer_holds(map, eb * c * h * w) || !buffer_holds(feat, eb * c_total * osz * osz))
         return dfr_error(DFRCL_ERR_INVALID_ARG,
                          "regional: buffers too small for map [%d, %d, %d] and feature "
                          "[%d, %d, %d]",
@@ -173,8 +174,9 @@ int dfr_op_regional(dfr_runtime *rt, cl_mem map, int c, int h, int w, int size, 
     rc = reg_table_build(h, w, size, cfg.vw, &t);
     if (rc) return rc;
 
-    char opts[160];
-    snprintf(opts, sizeof opts, "%s -DREG_KY=%d -DREG_L=%d", cfg.defines, t.ky, t.l);
+    char opts[192];
+    snprintf(opts, sizeof opts, "%s -DREG_KY=%d -DREG_L=%d%s", cfg.defines, t.ky, t.l,
+             dfr_act_opts(rt));
     cl_kernel k;
     rc = dfr_kernel_get(rt, "regional.cl", opts, "regional", &k);
     /* A fresh table buffer per call, filled at creation (no queue round trip); released right

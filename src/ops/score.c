@@ -1,3 +1,4 @@
+#include <string.h>
 #include "ops/ops.h"
 #include "ops/tunables.h"
 #include "util/error.h"
@@ -11,8 +12,9 @@ int dfr_op_sqerr_mean(dfr_runtime *rt, cl_mem a, cl_mem r, int batch, int c, int
     /* Positions per work-item and work-group width: tunables.c (DFRCL_SCORE_TUNE="vec[,lx]"). */
     int v[DFR_TUNE_MAX_PARAMS];
     int rc = dfr_tune_resolve(rt, DFR_TK_SCORE, v, NULL);
-    char opts[64];
+    char opts[96];
     dfr_tune_defines(&dfr_tune_kernels[DFR_TK_SCORE], v, opts, sizeof opts);
+    strncat(opts, dfr_act_opts(rt), sizeof opts - strlen(opts) - 1);
     cl_kernel k;
     if (!rc) rc = dfr_kernel_get(rt, "score.cl", opts, "sqerr_mean", &k);
     if (!rc) rc = dfr_set_args(k, "sqerr_mean", DFR_ARG(a), DFR_ARG(r), DFR_ARG(c), DFR_ARG(npos),
