@@ -1,5 +1,6 @@
 #!/bin/sh
-# GPU register report: compiles every kernel variant the GPU and iGPU default tunables select
+# GPU register report: compiles every kernel variant the GPU and iGPU default tunables select,
+# in fp32 and fp16 storage,
 # (from `dfrcl tune --print-variants`, i.e. src/ops/tunables.c) for AMD gfx1030 and gfx1100 and
 # prints per kernel function: VGPRs, SGPRs, scratch bytes (spills or private arrays) and
 # occupancy (waves per SIMD), from the assembly's metadata; checks that each variant becomes
@@ -45,6 +46,10 @@ fail=0
 awk -v want=" $classes " 'index(want, " " $1 " ") { k=$2; for (i=3; i<=NF; i++) k=k " " $i
     if (!(k in cls)) { order[n++]=k; cls[k]=$1 } else if (index("," cls[k] ",", "," $1 ",") == 0) cls[k]=cls[k] "," $1 }
   END { for (i=0; i<n; i++) print cls[order[i]], order[i] }' "$tmp/variants" |
+# Each variant again with fp16 storage (--precision fp16, the GPUs' default): the activation
+# kernels' DFR_HALF, and the GEMM's operands as the autoencoder's inference uses them.
+awk '{ print; h = $2 == "gemm.cl" ? " -DGEMM_B_HALF=1 -DGEMM_C_HALF=1" : " -DDFR_HALF=1"
+       print $0 h }' |
 while read -r cls file opts; do
   base=$(basename "$file" .cl)
   cat "$root/kernels/common.cl" "$root/kernels/$file" > "$tmp/$base.cl"
