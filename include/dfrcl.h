@@ -3,9 +3,28 @@
  *
  * Public C API. All handles are opaque; every function that can fail returns a
  * dfrcl_status (0 on success, negative on failure) and leaves a human-readable
- * explanation in dfrcl_last_error() (per thread). Ownership: the caller owns
- * every handle it receives from an *_open or *_load function and frees it with the
- * matching *_close, which sets the caller's pointer to NULL.
+ * explanation in dfrcl_last_error() (per thread). A NULL or out-of-range argument is
+ * DFRCL_ERR_INVALID_ARG with a message naming the argument, never a crash.
+ *
+ * Ownership: the caller owns what it receives and frees it with the matching function:
+ *   dfrcl_context   dfrcl_close           dfrcl_backbone  dfrcl_backbone_close
+ *   dfrcl_model     dfrcl_model_close     dfrcl_image     dfrcl_image_free (pixels)
+ *   the device list of dfrcl_list_devices: dfrcl_free
+ * The *_close functions set the caller's pointer to NULL; all of them accept NULL and a pointer
+ * to NULL. Use dfrcl_free, not free(): the library and the caller may not share a C runtime.
+ *
+ * ABI: the shared library's SONAME is libdfrcl.so.DFRCL_API_VERSION_MAJOR. MINOR grows when
+ * functions or struct fields are added (a program built against an older header keeps working);
+ * MAJOR grows when anything is removed or changed, PATCH on fixes. Public structs keep their
+ * size across MINOR versions: each ends with `reserved` space from which new fields are taken.
+ * Structs the caller fills (dfrcl_settings, dfrcl_train_options) must be initialised with their
+ * dfrcl_default_* function, which zeroes `reserved`; functions taking them refuse one whose
+ * reserved space is not zero (an uninitialised struct, or a field this library does not know).
+ * Structs the library fills (dfrcl_device_info, dfrcl_model_info) come back with it zeroed.
+ * dfrcl_image does not grow: it is a plain description of 8-bit pixels.
+ * Adding a field: declare it just before `reserved`, shrink `reserved` by the 8-byte slots it
+ * takes (a zero field must mean the old behaviour), bump MINOR; tests/test_api_args.c checks
+ * the sizes, tests/libdfrcl.symbols the exported functions.
  */
 #ifndef DFRCL_H
 #define DFRCL_H
@@ -17,11 +36,28 @@
 extern "C" {
 #endif
 
+/* The shared library exports exactly the DFRCL_API functions (built with -fvisibility=hidden). */
 #if defined(DFRCL_BUILDING) && defined(__GNUC__)
 #define DFRCL_API __attribute__((visibility("default")))
 #else
 #define DFRCL_API
 #endif
+
+/* The API version this header describes; dfrcl_version_api() gives the library's. A program
+ * needs a library with the same MAJOR and at least the MINOR it was built with. */
+#define DFRCL_API_VERSION_MAJOR 1
+#define DFRCL_API_VERSION_MINOR 0
+#define DFRCL_API_VERSION_PATCH 0
+/* Encoded as one unsigned int (0x00MMmmpp), comparable with < and >. */
+#define DFRCL_API_VERSION_ENCODE(major, minor, patch)                                            \
+    (((unsigned)(major) << 16) | ((unsigned)(minor) << 8) | (unsigned)(patch))
+#define DFRCL_API_VERSION                                                                        \
+    DFRCL_API_VERSION_ENCODE(DFRCL_API_VERSION_MAJOR, DFRCL_API_VERSION_MINOR,                   \
+                             DFRCL_API_VERSION_PATCH)
+/* Pick an encoded version apart. */
+#define DFRCL_API_MAJOR(v) (((unsigned)(v) >> 16) & 0xffu)
+#define DFRCL_API_MINOR(v) (((unsigned)(v) >> 8) & 0xffu)
+#define DFRCL_API_PATCH(v) ((unsigned)(v) & 0xffu)
 
 /* Status codes. OpenCL error codes (-1 .. -1999, KHR extensions included) pass through unchanged; dfrcl's
  * own codes live in their own range below -2000. */
@@ -43,7 +79,14 @@ typedef enum dfrcl_status {
 DFRCL_API const char *dfrcl_last_error(void);
 /* A short fixed name for a status code ("CL_OUT_OF_RESOURCES", "DFRCL_ERR_FORMAT", ...). */
 DFRCL_API const char *dfrcl_status_name(int status);
+/* dfrcl's release ("0.1.0"), for people. */
 DFRCL_API const char *dfrcl_version(void);
+/* The library's API version, DFRCL_API_VERSION_ENCODE(major, minor, patch): check at run time
+ * that DFRCL_API_MAJOR(dfrcl_version_api()) == DFRCL_API_VERSION_MAJOR and that its MINOR is at
+ * least DFRCL_API_VERSION_MINOR. */
+DFRCL_API unsigned dfrcl_version_api(void);
+/* Frees memory dfrcl allocated for the caller (the device list); NULL does nothing. */
+DFRCL_API void dfrcl_free(void *ptr);
 
 /* ---- Devices ---------------------------------------------------------- */
 
@@ -63,9 +106,11 @@ typedef struct dfrcl_device_info {
     uint64_t local_mem_bytes;
     size_t max_work_group_size;
     int is_default;            /* the device dfrcl picks when no selector is given */
+    uint64_t reserved[16];     /* zero; later fields come from here (see the top of the file) */
 } dfrcl_device_info;
 
-/* Lists every OpenCL device. *out is malloc'd and owned by the caller (free()). */
+/* Lists every OpenCL device into *out (*count entries; free it with dfrcl_free). On failure *out
+ * is NULL and *count 0. */
 DFRCL_API int dfrcl_list_devices(dfrcl_device_info **out, int *count);
 
 /* ---- Context ---------------------------------------------------------- */
@@ -79,20 +124,24 @@ typedef struct dfrcl_settings {
     /* Directory of the compiled-kernel cache; NULL = DFRCL_CACHE_DIR, else
      * $XDG_CACHE_HOME/dfrcl, else ~/.cache/dfrcl. "" or DFRCL_CACHE_DIR="" disables it. */
     const char *cache_dir;
-    /* Log verbosity on stderr: 0 quiet, 1 info (device choice), 2 debug. */
+    /* Log verbosity on stderr: 0 quiet, 1 info (device choice), 2 debug (more acts as 2). */
     int verbosity;
+    uint64_t reserved[16]; /* zero (dfrcl_default_settings); later fields come from here */
 } dfrcl_settings;
 
+/* Fills s with the defaults (NULL selectors, verbosity 1) and zeroes its reserved space. */
 DFRCL_API void dfrcl_default_settings(dfrcl_settings *s);
+/* Opens a context on a device; s may be NULL for the defaults. On failure *ctx is NULL. */
 DFRCL_API int dfrcl_open(dfrcl_context **ctx, const dfrcl_settings *s);
 DFRCL_API void dfrcl_close(dfrcl_context **ctx);
-/* Information on the device the context runs on (valid while ctx lives). */
+/* Information on the device the context runs on (valid while ctx lives; NULL if ctx is). */
 DFRCL_API const dfrcl_device_info *dfrcl_context_device(const dfrcl_context *ctx);
 
 /* ---- Backbone and regional features ---------------------------------- */
 
 /* The 16 VGG19 ReLU layers dfrcl can tap, in order: relu1_1 .. relu5_4. */
 #define DFRCL_VGG19_MAX_LAYERS 16
+/* "relu1_1" .. "relu5_4" for layer 0..15; NULL (and a message) outside. */
 DFRCL_API const char *dfrcl_layer_name(int layer);
 
 typedef struct dfrcl_backbone dfrcl_backbone;
@@ -108,7 +157,8 @@ DFRCL_API int dfrcl_backbone_load(dfrcl_backbone **bb, dfrcl_context *ctx, const
 DFRCL_API int dfrcl_backbone_random(dfrcl_backbone **bb, dfrcl_context *ctx, int layers,
                                     uint32_t seed);
 DFRCL_API void dfrcl_backbone_close(dfrcl_backbone **bb);
-/* Total channels of the concatenated regional feature (1408 for 8 layers). */
+/* Total channels of the concatenated regional feature (1408 for 8 layers), and the number of
+ * layers; DFRCL_ERR_INVALID_ARG (negative) if bb is NULL. */
 DFRCL_API int dfrcl_backbone_channels(const dfrcl_backbone *bb);
 DFRCL_API int dfrcl_backbone_layers(const dfrcl_backbone *bb);
 
@@ -125,7 +175,8 @@ DFRCL_API int dfrcl_image_resize(dfrcl_image *dst, const dfrcl_image *src, int w
 DFRCL_API void dfrcl_image_free(dfrcl_image *img);
 
 /* Computes the regional feature [C, size/4, size/4] of one image (which must
- * already be size x size) into `out` (C*(size/4)^2 floats, caller-owned). */
+ * already be size x size, size fitting the backbone's layers as for dfrcl_model_train) into
+ * `out` (C*(size/4)^2 floats, caller-owned). */
 DFRCL_API int dfrcl_features(dfrcl_backbone *bb, const dfrcl_image *img, int size, float *out);
 
 /* ---- DFR model: train, save, load, score ------------------------------ */
@@ -150,6 +201,7 @@ typedef struct dfrcl_model_info {
     uint32_t seed;            /* seed of the initialisation and shuffling */
     char backbone_sha256[65]; /* identity of the backbone tensors (hex) */
     char backbone_desc[256];  /* how to get that backbone again: "file NAME" or "random seed N" */
+    uint64_t reserved[16];    /* zero; later fields come from here */
 } dfrcl_model_info;
 
 typedef struct dfrcl_train_options {
@@ -172,9 +224,10 @@ typedef struct dfrcl_train_options {
      * epoch's mean loss), "threshold" while scoring the training images (done of total). */
     void (*progress)(void *user, const char *phase, int done, int total, double loss);
     void *user;       /* passed to progress */
+    uint64_t reserved[16]; /* zero (dfrcl_default_train_options); later fields come from here */
 } dfrcl_train_options;
 
-/* Fills o with the defaults above (the fast recipe). */
+/* Fills o with the defaults above (the fast recipe) and zeroes its reserved space. */
 DFRCL_API void dfrcl_default_train_options(dfrcl_train_options *o);
 
 /* Trains a model on n defect-free images (PNG or JPEG files, resized to size x size) with the

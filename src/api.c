@@ -1,4 +1,5 @@
 /* The public API (include/dfrcl.h) over the internal runtime and model. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,25 +33,54 @@ struct dfrcl_model {
         if (!(cond)) return dfr_error(DFRCL_ERR_INVALID_ARG, __VA_ARGS__);                     \
     } while (0)
 
+/* A caller-filled struct's reserved space must be zero: anything else is an uninitialised struct
+ * or a field from a newer dfrcl.h that this library would silently ignore. */
+static int reserved_zero(const uint64_t *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r[i]) return 0;
+    return 1;
+}
+#define RESERVED_ZERO(st) reserved_zero((st)->reserved, sizeof (st)->reserved / sizeof *(st)->reserved)
+#define RESERVED_ADVICE                                                                        \
+    "initialise it with %s first (or the program was built with a newer dfrcl.h than this "    \
+    "library, API %u.%u.%u, knows)"
+#define RESERVED_ARGS(fn)                                                                      \
+    fn, DFRCL_API_VERSION_MAJOR, DFRCL_API_VERSION_MINOR, DFRCL_API_VERSION_PATCH
+
+unsigned dfrcl_version_api(void) { return DFRCL_API_VERSION; }
+
+void dfrcl_free(void *ptr) { free(ptr); }
+
 int dfrcl_list_devices(dfrcl_device_info **out, int *count)
 {
+    if (out) *out = NULL;
+    if (count) *count = 0;
+    CHECK_ARG(out, "dfrcl_list_devices: out is NULL");
+    CHECK_ARG(count, "dfrcl_list_devices: count is NULL");
     return dfr_list_devices(out, count, NULL, NULL);
 }
 
 void dfrcl_default_settings(dfrcl_settings *s)
 {
+    if (!s) return;
     memset(s, 0, sizeof *s);
     s->verbosity = 1;
 }
 
 int dfrcl_open(dfrcl_context **out, const dfrcl_settings *s)
 {
+    CHECK_ARG(out, "dfrcl_open: ctx is NULL");
+    *out = NULL;
     dfrcl_settings def;
     if (!s) {
         dfrcl_default_settings(&def);
         s = &def;
     }
-    *out = NULL;
+    CHECK_ARG(RESERVED_ZERO(s), "dfrcl_open: s->reserved is not zero: " RESERVED_ADVICE,
+              RESERVED_ARGS("dfrcl_default_settings"));
+    CHECK_ARG(s->verbosity >= 0, "dfrcl_open: s->verbosity is %d (0 quiet, 1 info, 2 debug)",
+              s->verbosity);
     dfr_verbosity = s->verbosity;
     dfrcl_context *c = calloc(1, sizeof *c);
     if (!c) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
@@ -65,15 +95,30 @@ int dfrcl_open(dfrcl_context **out, const dfrcl_settings *s)
 
 void dfrcl_close(dfrcl_context **pc)
 {
-    if (!*pc) return;
+    if (!pc || !*pc) return;
     dfr_runtime_close(&(*pc)->rt);
     free(*pc);
     *pc = NULL;
 }
 
-const dfrcl_device_info *dfrcl_context_device(const dfrcl_context *c) { return &c->rt->info; }
+const dfrcl_device_info *dfrcl_context_device(const dfrcl_context *c)
+{
+    if (!c) {
+        dfr_error(DFRCL_ERR_INVALID_ARG, "dfrcl_context_device: ctx is NULL");
+        return NULL;
+    }
+    return &c->rt->info;
+}
 
-const char *dfrcl_layer_name(int layer) { return dfr_vgg19_layer_name(layer); }
+const char *dfrcl_layer_name(int layer)
+{
+    if (layer < 0 || layer >= DFRCL_VGG19_MAX_LAYERS) {
+        dfr_error(DFRCL_ERR_INVALID_ARG, "dfrcl_layer_name: layer %d is not 0..%d", layer,
+                  DFRCL_VGG19_MAX_LAYERS - 1);
+        return NULL;
+    }
+    return dfr_vgg19_layer_name(layer);
+}
 
 /* Loads (path != NULL) or makes a random backbone (path == NULL). */
 static int backbone_open(dfrcl_backbone **out, dfrcl_context *ctx, const char *path, int layers,
@@ -83,6 +128,8 @@ static int backbone_open(dfrcl_backbone **out, dfrcl_context *ctx, const char *p
     CHECK_ARG(out, "%s: bb is NULL", fn);
     *out = NULL;
     CHECK_ARG(ctx, "%s: ctx is NULL", fn);
+    CHECK_ARG(layers >= 1 && layers <= DFRCL_VGG19_MAX_LAYERS,
+              "%s: layers is %d, not 1..%d (relu1_1..relu5_4)", fn, layers, DFRCL_VGG19_MAX_LAYERS);
     dfrcl_backbone *bb = calloc(1, sizeof *bb);
     if (!bb) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     bb->ctx = ctx;
@@ -97,10 +144,11 @@ static int backbone_open(dfrcl_backbone **out, dfrcl_context *ctx, const char *p
     return DFRCL_OK;
 }
 
-int dfrcl_backbone_load(dfrcl_backbone **out, dfrcl_context *ctx, const char *path, int layers)
+int dfrcl_backbone_load(dfrcl_backbone **bb, dfrcl_context *ctx, const char *path, int layers)
 {
-    CHECK_ARG(path, "dfrcl_backbone_load: path is NULL");
-    return backbone_open(out, ctx, path, layers, 0);
+    if (bb) *bb = NULL;
+    CHECK_ARG(path && *path, "dfrcl_backbone_load: no path (path is NULL or empty)");
+    return backbone_open(bb, ctx, path, layers, 0);
 }
 
 int dfrcl_backbone_random(dfrcl_backbone **out, dfrcl_context *ctx, int layers, uint32_t seed)
@@ -110,32 +158,55 @@ int dfrcl_backbone_random(dfrcl_backbone **out, dfrcl_context *ctx, int layers, 
 
 void dfrcl_backbone_close(dfrcl_backbone **pb)
 {
+    if (!pb || !*pb) return;
     dfrcl_backbone *bb = *pb;
-    if (!bb) return;
     dfr_buffer_release(&bb->feat);
     dfr_vgg19_free(&bb->vgg);
     free(bb);
     *pb = NULL;
 }
 
-int dfrcl_backbone_channels(const dfrcl_backbone *bb) { return bb->vgg->channels; }
-int dfrcl_backbone_layers(const dfrcl_backbone *bb) { return bb->vgg->layers; }
+int dfrcl_backbone_channels(const dfrcl_backbone *bb)
+{
+    CHECK_ARG(bb, "dfrcl_backbone_channels: bb is NULL");
+    return bb->vgg->channels;
+}
+
+int dfrcl_backbone_layers(const dfrcl_backbone *bb)
+{
+    CHECK_ARG(bb, "dfrcl_backbone_layers: bb is NULL");
+    return bb->vgg->layers;
+}
+
+/* size fits the model file's limit and the backbone's pooling (a multiple of 4, 8 or 16). */
+static int check_size(const dfrcl_backbone *bb, int size, const char *fn)
+{
+    CHECK_ARG(size >= 1 && size <= DFR_MODEL_MAX_SIZE, "%s: size is %d, not 1..%d", fn, size,
+              DFR_MODEL_MAX_SIZE);
+    int rc = dfr_vgg19_check_size(bb->vgg, size);
+    return rc ? dfr_error_prefix(rc, "%s: size", fn) : DFRCL_OK;
+}
 
 int dfrcl_features(dfrcl_backbone *bb, const dfrcl_image *img, int size, float *out)
 {
-    if (!img || !img->pixels || img->width != size || img->height != size)
-        return dfr_error(DFRCL_ERR_INVALID_ARG, "features: the image must be %dx%d (resize it first)",
-                         size, size);
+    CHECK_ARG(bb, "dfrcl_features: bb is NULL");
+    CHECK_ARG(out, "dfrcl_features: out is NULL");
+    int rc = check_size(bb, size, "dfrcl_features");
+    if (!rc) rc = dfr_image_check(img, "dfrcl_features: img");
+    if (rc) return rc;
+    CHECK_ARG(img->width == size && img->height == size,
+              "dfrcl_features: img is %dx%d, not size x size = %dx%d (resize it first)",
+              img->width, img->height, size, size);
     size_t n = (size_t)bb->vgg->channels * (size / 4) * (size / 4);
     if (bb->feat_size != size) {
         dfr_buffer_release(&bb->feat);
         bb->feat_size = 0;
-        int rc = dfr_buffer_new(bb->ctx->rt, n * sizeof(float), CL_MEM_READ_WRITE,
+        rc = dfr_buffer_new(bb->ctx->rt, n * sizeof(float), CL_MEM_READ_WRITE,
                                 "the regional feature", &bb->feat);
         if (rc) return rc;
         bb->feat_size = size;
     }
-    int rc = dfr_vgg19_features(bb->vgg, img->pixels, img->channels, size, bb->feat, 0);
+    rc = dfr_vgg19_features(bb->vgg, img->pixels, img->channels, size, bb->feat, 0);
     if (!rc) rc = dfr_read(bb->ctx->rt, bb->feat, 0, n * sizeof(float), out, "download");
     return rc;
 }
@@ -157,6 +228,30 @@ void dfrcl_default_train_options(dfrcl_train_options *o)
     o->pca_images = d.pca_images;
     o->fpr = d.fpr;
     o->seed = d.seed;
+}
+
+/* Each option in range, named as the caller knows it (the trainer checks the rest: a latent
+ * size within the backbone's channels). */
+static int check_train_options(const dfrcl_train_options *o)
+{
+#define FN "dfrcl_model_train: "
+    CHECK_ARG(RESERVED_ZERO(o), FN "o->reserved is not zero: " RESERVED_ADVICE,
+              RESERVED_ARGS("dfrcl_default_train_options"));
+    CHECK_ARG(o->recipe == 0 || o->recipe == 1, FN "o->recipe is %d (0 fast, 1 published)",
+              o->recipe);
+    CHECK_ARG(o->epochs >= 0, FN "o->epochs is %d (0 = the recipe's)", o->epochs);
+    CHECK_ARG(o->batch >= 1 && o->batch <= 64, FN "o->batch is %d, not 1..64", o->batch);
+    CHECK_ARG(o->lr >= 0 && isfinite(o->lr), FN "o->lr is %g (0 = the recipe's)", (double)o->lr);
+    CHECK_ARG(o->latent >= 0, FN "o->latent is %d (0 = by PCA)", o->latent);
+    CHECK_ARG(o->latent || (o->pca_keep > 0 && o->pca_keep <= 1),
+              FN "o->pca_keep is %g, not in (0, 1]", o->pca_keep);
+    CHECK_ARG(o->latent || o->pca_images >= 1, FN "o->pca_images is %d, not at least 1",
+              o->pca_images);
+    CHECK_ARG(o->fpr > 0 && o->fpr < 1, FN "o->fpr is %g, not in (0, 1)", o->fpr);
+    CHECK_ARG(o->memory_mib >= 0 && isfinite(o->memory_mib),
+              FN "o->memory_mib is %g (0 = automatic)", o->memory_mib);
+    return DFRCL_OK;
+#undef FN
 }
 
 static dfrcl_model *model_wrap(dfrcl_backbone *bb, dfr_model **pm)
@@ -183,11 +278,15 @@ int dfrcl_model_train(dfrcl_model **out, dfrcl_backbone *bb, const char *const *
     CHECK_ARG(image_paths, "dfrcl_model_train: image_paths is NULL");
     for (int i = 0; i < n; i++)
         CHECK_ARG(image_paths[i], "dfrcl_model_train: image_paths[%d] is NULL", i);
+    int rc = check_size(bb, size, "dfrcl_model_train");
+    if (rc) return rc;
     dfrcl_train_options def;
     if (!o) {
         dfrcl_default_train_options(&def);
         o = &def;
     }
+    rc = check_train_options(o);
+    if (rc) return rc;
     dfr_train_opts t;
     dfr_train_defaults(&t);
     t.recipe = o->recipe;
@@ -203,7 +302,7 @@ int dfrcl_model_train(dfrcl_model **out, dfrcl_backbone *bb, const char *const *
     t.progress = o->progress;
     t.user = o->user;
     dfr_model *dm = NULL;
-    int rc = dfr_train(&dm, bb->ctx->rt, bb->vgg, image_paths, n, size, &t);
+    rc = dfr_train(&dm, bb->ctx->rt, bb->vgg, image_paths, n, size, &t);
     if (rc) return rc;
     *out = model_wrap(bb, &dm);
     return *out ? DFRCL_OK : DFRCL_ERR_HOST_MEMORY;
@@ -281,7 +380,7 @@ int dfrcl_model_score(dfrcl_model *m, const dfrcl_image *img, float *map, float 
 {
     CHECK_ARG(m, "dfrcl_model_score: m is NULL");
     CHECK_ARG(map, "dfrcl_model_score: map is NULL");
-    int rc = dfr_image_check(img, "dfrcl_model_score");
+    int rc = dfr_image_check(img, "dfrcl_model_score: img");
     if (rc) return rc;
     int S = m->m->info.size;
     CHECK_ARG(img->width == S && img->height == S,
@@ -314,15 +413,15 @@ int dfrcl_model_score_batch(dfrcl_model *m, const dfrcl_image *imgs, int n, int 
                             float *scores)
 {
     CHECK_ARG(m, "dfrcl_model_score_batch: m is NULL");
-    CHECK_ARG(n >= 0 && (n == 0 || imgs), "dfrcl_model_score_batch: %d images at %p", n,
-              (const void *)imgs);
+    CHECK_ARG(n >= 0, "dfrcl_model_score_batch: n is %d", n);
+    CHECK_ARG(n == 0 || imgs, "dfrcl_model_score_batch: imgs is NULL (n = %d)", n);
     CHECK_ARG(n == 0 || maps, "dfrcl_model_score_batch: maps is NULL");
     CHECK_ARG(batch >= 0 && batch <= DFR_SCHED_MAX_BATCH,
               "dfrcl_model_score_batch: batch %d (0 = automatic, at most %d)", batch,
               DFR_SCHED_MAX_BATCH);
     int S = m->m->info.size;
     for (int i = 0; i < n; i++) {
-        int rc = dfr_image_check(&imgs[i], "dfrcl_model_score_batch");
+        int rc = dfr_image_check(&imgs[i], "dfrcl_model_score_batch: imgs");
         if (rc) return dfr_error_prefix(rc, "image %d", i);
         CHECK_ARG(imgs[i].width == S && imgs[i].height == S && (imgs[i].channels == 1 ||
                   imgs[i].channels == 3),

@@ -540,7 +540,7 @@ int dfr_image_decode_memory(dfrcl_image *img, const void *data, size_t len, cons
 
 DFRCL_API int dfrcl_image_load(dfrcl_image *img, const char *path)
 {
-    if (!img) return dfr_error(DFRCL_ERR_INVALID_ARG, "dfrcl_image_load: image is NULL");
+    if (!img) return dfr_error(DFRCL_ERR_INVALID_ARG, "dfrcl_image_load: img is NULL");
     memset(img, 0, sizeof *img);
     if (!path) return dfr_error(DFRCL_ERR_INVALID_ARG, "dfrcl_image_load: path is NULL");
     unsigned char *data;

@@ -150,10 +150,10 @@ DFRCL_API int dfrcl_image_resize(dfrcl_image *dst, const dfrcl_image *src, int w
     if (!dst) return dfr_error(DFRCL_ERR_INVALID_ARG, "dfrcl_image_resize: dst is NULL");
     uint8_t *out = NULL, *tmp = NULL;
     axis_coeffs ax = {0}, ay = {0};
-    int rc = dfr_image_check(src, "dfrcl_image_resize");
+    int rc = dfr_image_check(src, "dfrcl_image_resize: src");
     if (rc) goto fail;
     if (width < 1 || height < 1 || (uint64_t)width * (uint64_t)height > DFR_IMAGE_MAX_PIXELS) {
-        rc = dfr_error(DFRCL_ERR_INVALID_ARG, "dfrcl_image_resize: bad target size %dx%d", width,
+        rc = dfr_error(DFRCL_ERR_INVALID_ARG, "dfrcl_image_resize: bad target size width x height = %dx%d", width,
                        height);
         goto fail;
     }
