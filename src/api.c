@@ -384,7 +384,7 @@ int dfrcl_model_score(dfrcl_model *m, const dfrcl_image *img, float *map, float 
     if (rc) return rc;
     int S = m->m->info.size;
     CHECK_ARG(img->width == S && img->height == S,
-              "dfrcl_model_score: the image is %dx%d but the model scores %dx%d images (resize it "
+              "dfrcl_model_score: img is %dx%d but the model scores %dx%d images (resize it "
               "first: dfrcl_image_resize, or use dfrcl_model_score_file)",
               img->width, img->height, S, S);
     /* channels: checked by the backbone (1 or 3) */
