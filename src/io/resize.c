@@ -153,8 +153,8 @@ DFRCL_API int dfrcl_image_resize(dfrcl_image *dst, const dfrcl_image *src, int w
     int rc = dfr_image_check(src, "dfrcl_image_resize: src");
     if (rc) goto fail;
     if (width < 1 || height < 1 || (uint64_t)width * (uint64_t)height > DFR_IMAGE_MAX_PIXELS) {
-        rc = dfr_error(DFRCL_ERR_INVALID_ARG, "dfrcl_image_resize: bad target size width x height = %dx%d", width,
-                       height);
+        rc = dfr_error(DFRCL_ERR_INVALID_ARG,
+                       "dfrcl_image_resize: bad target size width x height = %dx%d", width, height);
         goto fail;
     }
     const int in_w = src->width, in_h = src->height, ch = src->channels;
