@@ -905,7 +905,7 @@ static int run_merge(const char *out)
         res = calloc((size_t)ncat, sizeof *res);
         if (!res) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     }
-    for (int k = 0; !rc && !bad && res && k < ncat; k++) {
+    for (int k = 0; !rc && res && k < ncat; k++) { /* every problem, not only the first */
         const cJSON *c = cJSON_GetArrayItem(cats1, k);
         if (!cJSON_IsString(c)) {
             MERGE_PROBLEM(bad, "shard 1/%d: category %d is not a name", n, k + 1);
@@ -1118,10 +1118,14 @@ int cmd_run(int argc, char **argv)
                                        bo.verbosity == 0, &mt);
         if (crc == DFRCL_ERR_INTERRUPTED && m) cli_remove_tree(f.eval); /* stopped evaluating */
         if (!crc) {
-            r->pixel_auroc = mt.pixel_auroc;
-            r->image_auroc = mt.image_auroc;
-            r->aupro = mt.aupro;
-            r->f1 = mt.f1;
+            /* As metrics.json holds them (its numbers may round the last bit), so this summary
+             * equals a resumed run's and a merge of shards'. */
+            if (read_metrics(f.metrics, r) != DFRCL_OK) {
+                r->pixel_auroc = mt.pixel_auroc;
+                r->image_auroc = mt.image_auroc;
+                r->aupro = mt.aupro;
+                r->f1 = mt.f1;
+            }
             r->seconds = cli_now() - t0;
             printf("[%d/%d] %s: pixel AUROC %.4f, image AUROC %.4f, AUPRO %.4f (%.0f s)\n", k, own,
                    names[i], mt.pixel_auroc, mt.image_auroc, mt.aupro, r->seconds);
