@@ -4,12 +4,13 @@
 # demo categories (a 2-task array and its dependent merge); the merged summary must equal an
 # unsharded run's. Skipped (77) without Slurm and munge, or when not root (slurmd needs it).
 # Usage: test_slurm.sh DFRCL REPO_ROOT
-dfrcl=$(readlink -f "$1"); root="$2"
+root="$2"
 for p in slurmctld slurmd munged sbatch squeue; do
   command -v "$p" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin"
   command -v "$p" >/dev/null 2>&1 || { echo "skip: $p not installed (Debian: slurm-wlm munge)"; exit 77; }
 done
 [ "$(id -u)" -eq 0 ] || { echo "skip: slurmd needs root"; exit 77; }
+dfrcl=$(readlink -f "$1")
 t0=$(date +%s)
 tmp=$(mktemp -d); chmod 755 "$tmp"
 pids=""
