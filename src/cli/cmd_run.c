@@ -28,6 +28,14 @@
 
 #define MAX_CATEGORIES 256
 
+/* Shard i of n (1-based; n == 0: not sharded) takes the categories whose index (in sorted order)
+ * is i - 1 modulo n. */
+typedef struct shard_spec {
+    int i, n;
+} shard_spec;
+
+static int mine(const shard_spec *sh, int k) { return sh->n == 0 || k % sh->n == sh->i - 1; }
+
 typedef struct cat_result {
     char name[256];
     double pixel_auroc, image_auroc, aupro, f1;
@@ -37,7 +45,8 @@ typedef struct cat_result {
 
 static void help(void)
 {
-    printf("usage: dfrcl run --data ROOT --out DIR [--categories a,b] [options]\n\n"
+    printf("usage: dfrcl run --data ROOT --out DIR [--categories a,b] [--shard I/N] [options]\n"
+           "       dfrcl run --merge DIR\n\n"
            "Trains and evaluates every category of a dataset root (folders holding train/good,\n"
            "as in MVTec AD; ROOT itself if it holds train/good). Per category it writes\n"
            "DIR/<category>/model.safetensors, metrics.json and eval/ (maps, overlays,\n"
@@ -54,11 +63,21 @@ static void help(void)
            "stops at a safe point (a training checkpoint, or before the next test image),\n"
            "removes the stopped category's partial eval/ and exits 130 (SIGINT) or 143\n"
            "(SIGTERM); the same command continues.\n\n"
+           "On a cluster, a job array splits the campaign: --shard I/N runs categories I, I+N,\n"
+           "I+2N.. (in sorted order, from 1) and records them in DIR/shards/I-of-N.json\n"
+           "instead of writing the summary; shards run at once into one shared DIR (each\n"
+           "locks DIR/shards/I-of-N.lock and shares DIR/dfrcl-run.lock). --shard auto takes\n"
+           "I and N from a Slurm array (SLURM_ARRAY_TASK_ID, _MIN, _COUNT) or a Kubernetes\n"
+           "Indexed Job (JOB_COMPLETION_INDEX, from 0, and DFRCL_SHARD_COUNT). Once every\n"
+           "shard is done, --merge DIR writes the summary, as one unsharded run would; it\n"
+           "refuses missing shards or categories and shards run with other settings.\n\n"
            "options:\n"
            "      --data ROOT           dataset root (required)\n"
            "      --out DIR             campaign folder (required)\n"
            "      --categories a,b      only these categories\n"
            "      --force               redo categories done with other settings\n"
+           "      --shard I/N|auto      run only shard I of N (see above)\n"
+           "      --merge DIR           write the summary of DIR's finished shards\n"
            CLI_TRAIN_HELP
            "                            (fp16 also stores evaluation's activations and features\n"
            "                            as fp16, as --precision fp16 does for eval)\n"
@@ -406,28 +425,54 @@ static int write_summary(const char *out, const cat_result *r, int n, run_settin
     return rc;
 }
 
-/* One campaign per folder at a time: an flock held on DIR/dfrcl-run.lock until exit (the kernel
- * drops it when the process ends, however it ends). The file holds the holder's pid. */
-static int lock_campaign(const char *out, int *fd_out)
+/* Locks are flocks, which the kernel drops when the process ends, however it ends. File systems
+ * without them (Lustre mounted without -o flock) get a warning and no lock. */
+static int lock_unsupported(int e) { return e == ENOSYS || e == ENOLCK || e == EOPNOTSUPP || e == EINVAL; }
+
+/* Opens and locks path (exclusive or shared, never waiting): 0 with the descriptor in fd_out
+ * (-1 when locks are unsupported), 1 when another process holds it (its pid, if the file names
+ * one, in pid), or an error. */
+static int take_lock(const char *path, int shared, int *fd_out, char *pid, size_t pid_n)
 {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/dfrcl-run.lock", out);
-    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) return dfr_error(DFRCL_ERR_IO, "%s: cannot open the lock file: %s", p, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        char pid[32] = "";
-        ssize_t k = pread(fd, pid, sizeof pid - 1, 0);
+    *fd_out = -1;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) return dfr_error(DFRCL_ERR_IO, "%s: cannot open the lock file: %s", path, strerror(errno));
+    if (flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+        int e = errno;
+        if (lock_unsupported(e)) {
+            fprintf(stderr, "dfrcl: warning: %s: this file system has no file locks (%s); running "
+                            "without them: do not start the same run twice\n", path, strerror(e));
+            close(fd);
+            return DFRCL_OK;
+        }
+        ssize_t k = pread(fd, pid, pid_n - 1, 0);
         pid[k > 0 ? k : 0] = 0;
         pid[strcspn(pid, "\n")] = 0;
         close(fd);
-        return dfr_error(DFRCL_ERR_IO, "%s is in use by another 'dfrcl run' (pid %s, lock %s); wait "
-                         "for it to end or choose another --out", out, pid[0] ? pid : "?", p);
+        return 1;
     }
-    char pid[32];
-    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) { /* only informative */ }
+    /* The holder's pid, only informative. A shared holder empties it: no single pid holds it. */
+    char t[32];
+    int len = shared ? 0 : snprintf(t, sizeof t, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || (len && pwrite(fd, t, (size_t)len, 0) != len)) { /* informative */ }
     *fd_out = fd;
     return DFRCL_OK;
+}
+
+/* DIR/dfrcl-run.lock: an unsharded run or a merge holds it alone (exclusive); shards share it, so
+ * any number of shards run at once into one DIR but never beside an unsharded run or a merge. */
+static int lock_campaign(const char *out, int shared, int *fd_out)
+{
+    char p[4200], pid[32];
+    snprintf(p, sizeof p, "%s/dfrcl-run.lock", out);
+    int rc = take_lock(p, shared, fd_out, pid, sizeof pid);
+    if (rc != 1) return rc;
+    if (shared || pid[0])
+        return dfr_error(DFRCL_ERR_IO, "%s is in use by another 'dfrcl run'%s (pid %s, lock %s); wait "
+                         "for it to end or choose another --out", out, shared ? " or merge" : "",
+                         pid[0] ? pid : "?", p);
+    return dfr_error(DFRCL_ERR_IO, "%s is in use by shards of a 'dfrcl run --shard' (locks %s/shards/"
+                     "*.lock); wait for them to end or choose another --out", out, out);
 }
 
 /* Everything that changes a category's results, as stored in its settings.json. */
@@ -460,6 +505,24 @@ static void fmt_value(char *b, size_t n, const cJSON *v)
     else snprintf(b, n, "?");
 }
 
+/* 1 if every setting of now is the same in old, else 0 with "epochs 1 -> 2, size 32 -> 64". */
+static int settings_diff(const cJSON *old, const cJSON *now, char *diff, size_t n)
+{
+    const cJSON *v;
+    diff[0] = 0;
+    cJSON_ArrayForEach(v, now)
+    {
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(old, v->string);
+        if (o && cJSON_Compare(o, v, 1)) continue;
+        char a[64], b[64];
+        fmt_value(a, sizeof a, o);
+        fmt_value(b, sizeof b, v);
+        size_t used = strlen(diff);
+        snprintf(diff + used, n - used, "%s%s %s -> %s", used ? ", " : "", v->string, a, b);
+    }
+    return diff[0] == 0;
+}
+
 /* Compares a category's stored settings with this run's: 1 if the same, else 0 with what differs
  * ("epochs 1 -> 2, size 32 -> 64") in diff. No settings file (an older dfrcl) differs too. */
 static int same_settings(const char *path, const cJSON *now, char *diff, size_t n)
@@ -478,19 +541,9 @@ static int same_settings(const char *path, const cJSON *now, char *diff, size_t 
         cJSON_Delete(old);
         return 0;
     }
-    const cJSON *v;
-    cJSON_ArrayForEach(v, now)
-    {
-        const cJSON *o = cJSON_GetObjectItemCaseSensitive(old, v->string);
-        if (o && cJSON_Compare(o, v, 1)) continue;
-        char a[64], b[64];
-        fmt_value(a, sizeof a, o);
-        fmt_value(b, sizeof b, v);
-        size_t used = strlen(diff);
-        snprintf(diff + used, n - used, "%s%s %s -> %s", used ? ", " : "", v->string, a, b);
-    }
+    int same = settings_diff(old, now, diff, n);
     cJSON_Delete(old);
-    return diff[0] == 0;
+    return same;
 }
 
 /* A category's files, and whether it holds anything from an earlier run. */
@@ -516,10 +569,12 @@ static int exists(const char *p)
 
 /* Before any work: categories whose earlier results were made with other settings. Without
  * --force that is an error listing them; with it, their results are removed and redone. */
-static int check_settings(char *const *names, int n, const char *out, const cJSON *now, int force)
+static int check_settings(char *const *names, int n, const shard_spec *sh, const char *out,
+                          const cJSON *now, int force)
 {
     int bad = 0;
     for (int i = 0; i < n; i++) {
+        if (!mine(sh, i)) continue;
         cat_files f;
         cat_paths(&f, out, names[i]);
         char diff[1024];
@@ -541,6 +596,341 @@ static int check_settings(char *const *names, int n, const char *out, const cJSO
     return DFRCL_OK;
 }
 
+/* --- Shards: one campaign split over the tasks of a job array ------------------------------- */
+
+/* A whole decimal number in 0..1e6, or -1. */
+static long parse_count(const char *s, const char **end)
+{
+    long v = 0;
+    const char *p = s;
+    for (; isdigit((unsigned char)*p) && v <= 1000000; p++) v = v * 10 + (*p - '0');
+    *end = p;
+    return p == s || v > 1000000 ? -1 : v;
+}
+
+static int shard_check(shard_spec *sh, long i, long n, const char *from)
+{
+    if (n < 1)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: the shard count must be at least 1 (got %ld)", from, n);
+    if (i < 1 || i > n)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: shard %ld is outside 1..%ld (shards are numbered "
+                         "from 1)", from, i, n);
+    sh->i = (int)i, sh->n = (int)n;
+    return DFRCL_OK;
+}
+
+/* An environment variable holding a whole number: 1 if set (value in v), 0 if unset, -1 if bad. */
+static int env_count(const char *name, long *v)
+{
+    const char *s = getenv(name), *end;
+    if (!s || !*s) return 0;
+    *v = parse_count(s, &end);
+    if (*v < 0 || *end) {
+        dfr_error(DFRCL_ERR_INVALID_ARG, "--shard auto: %s='%s' is not a whole number", name, s);
+        return -1;
+    }
+    return 1;
+}
+
+/* --shard auto: a Slurm job array (task ids from SLURM_ARRAY_TASK_MIN, in steps of
+ * SLURM_ARRAY_TASK_STEP) or a Kubernetes Indexed Job (JOB_COMPLETION_INDEX from 0; the count in
+ * DFRCL_SHARD_COUNT, as Kubernetes does not give it). */
+static int shard_from_env(shard_spec *sh)
+{
+    long id, cnt, min = 0, step = 1;
+    int r = env_count("SLURM_ARRAY_TASK_ID", &id);
+    if (r < 0) return DFRCL_ERR_INVALID_ARG;
+    if (r) {
+        if (env_count("SLURM_ARRAY_TASK_COUNT", &cnt) != 1)
+            return dfr_error(DFRCL_ERR_INVALID_ARG, "--shard auto: SLURM_ARRAY_TASK_ID is set but "
+                             "SLURM_ARRAY_TASK_COUNT is not a count; give --shard I/N");
+        if (env_count("SLURM_ARRAY_TASK_MIN", &min) < 0 || env_count("SLURM_ARRAY_TASK_STEP", &step) < 0)
+            return DFRCL_ERR_INVALID_ARG;
+        if (step < 1) step = 1;
+        if (id < min || (id - min) % step)
+            return dfr_error(DFRCL_ERR_INVALID_ARG, "--shard auto: Slurm task %ld is not in the array "
+                             "from %ld in steps of %ld; use a plain range (--array=0-%ld)", id, min,
+                             step, cnt - 1);
+        return shard_check(sh, (id - min) / step + 1, cnt, "--shard auto (Slurm array)");
+    }
+    r = env_count("JOB_COMPLETION_INDEX", &id);
+    if (r < 0) return DFRCL_ERR_INVALID_ARG;
+    if (r) {
+        if (env_count("DFRCL_SHARD_COUNT", &cnt) != 1)
+            return dfr_error(DFRCL_ERR_INVALID_ARG, "--shard auto: JOB_COMPLETION_INDEX is set but "
+                             "not DFRCL_SHARD_COUNT; set it to the Job's completions");
+        return shard_check(sh, id + 1, cnt, "--shard auto (JOB_COMPLETION_INDEX, DFRCL_SHARD_COUNT)");
+    }
+    return dfr_error(DFRCL_ERR_INVALID_ARG, "--shard auto: neither SLURM_ARRAY_TASK_ID (a Slurm job "
+                     "array) nor JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) is set; give --shard I/N");
+}
+
+/* --shard I/N or auto. */
+static int parse_shard(const char *s, shard_spec *sh)
+{
+    if (!strcmp(s, "auto")) return shard_from_env(sh);
+    const char *e;
+    long i = parse_count(s, &e), n = -1;
+    if (i >= 0 && *e == '/') n = parse_count(e + 1, &e);
+    if (i < 0 || n < 0 || *e)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "--shard '%s': want I/N (shard I of N, from 1, as "
+                         "--shard 2/4) or auto", s);
+    return shard_check(sh, i, n, "--shard");
+}
+
+static void shard_paths(char *rec, char *lock, size_t n, const char *out, const shard_spec *sh)
+{
+    snprintf(rec, n, "%s/shards/%d-of-%d.json", out, sh->i, sh->n);
+    snprintf(lock, n, "%s/shards/%d-of-%d.lock", out, sh->i, sh->n);
+}
+
+/* A category's status in a shard record: pending until it ends. */
+static const char *cat_status(const cat_result *r, int done)
+{
+    return !done ? "pending" : r->failed ? "failed" : r->skipped ? "done before" : "ok";
+}
+
+/* DIR/shards/I-of-N.json: the shard, its settings, the campaign's categories (all shards'), and
+ * its own with their status and time; complete once it ended without an error. */
+static int write_shard_record(const char *out, const shard_spec *sh, const cJSON *settings,
+                              char *const *names, int n, const cat_result *res, const int *done,
+                              int complete)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "shard", sh->i);
+    cJSON_AddNumberToObject(root, "of", sh->n);
+    cJSON_AddBoolToObject(root, "complete", complete);
+    cJSON_AddItemToObject(root, "settings", cJSON_Duplicate(settings, 1));
+    cJSON *all = cJSON_AddArrayToObject(root, "categories");
+    cJSON *own = cJSON_AddArrayToObject(root, "results");
+    for (int k = 0; k < n; k++) {
+        cJSON_AddItemToArray(all, cJSON_CreateString(names[k]));
+        if (!mine(sh, k)) continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "category", names[k]);
+        cJSON_AddStringToObject(o, "status", cat_status(&res[k], done[k]));
+        if (done[k] && !res[k].skipped && !res[k].failed) cJSON_AddNumberToObject(o, "seconds", res[k].seconds);
+        cJSON_AddItemToArray(own, o);
+    }
+    char *js = cJSON_Print(root);
+    cJSON_Delete(root);
+    char rec[4200], lock[4200];
+    shard_paths(rec, lock, sizeof rec, out, sh);
+    int rc = js ? dfr_write_file_atomic(rec, js, strlen(js)) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    free(js);
+    return rc;
+}
+
+/* A shard's own lock, DIR/shards/I-of-N.lock: the same shard twice at once is refused. A shard of
+ * another count than the records already in DIR/shards is refused too (their categories overlap). */
+static int lock_shard(const char *out, const shard_spec *sh, int *fd_out)
+{
+    char rec[4200], lock[4200], dir[4200], pid[32];
+    snprintf(dir, sizeof dir, "%s/shards", out);
+    int rc = dfr_mkdir_p(dir);
+    if (rc) return rc;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        int i, n, len = 0;
+        if (sscanf(e->d_name, "%d-of-%d.json%n", &i, &n, &len) == 2 && len == (int)strlen(e->d_name) &&
+            n != sh->n) {
+            rc = dfr_error(DFRCL_ERR_INVALID_ARG, "%s holds shard %d/%d's record: the shards of a "
+                           "campaign share one count (this is %d/%d); remove %s to split it anew "
+                           "(finished categories are kept)", dir, i, n, sh->i, sh->n, dir);
+            break;
+        }
+    }
+    if (d) closedir(d);
+    if (rc) return rc;
+    shard_paths(rec, lock, sizeof rec, out, sh);
+    rc = take_lock(lock, 0, fd_out, pid, sizeof pid);
+    if (rc == 1)
+        return dfr_error(DFRCL_ERR_IO, "shard %d/%d of %s is already running (pid %s, lock %s)", sh->i,
+                         sh->n, out, pid[0] ? pid : "?", lock);
+    return rc;
+}
+
+/* Reads a JSON file into *root; an error naming it if absent or not JSON. */
+static int read_json(const char *path, cJSON **root)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    *root = NULL;
+    int rc = dfr_read_file(path, &buf, &len);
+    if (rc) return rc;
+    *root = cJSON_Parse((const char *)buf);
+    free(buf);
+    if (!cJSON_IsObject(*root)) {
+        cJSON_Delete(*root);
+        *root = NULL;
+        return dfr_error(DFRCL_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    return DFRCL_OK;
+}
+
+static int json_int(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valueint : -1;
+}
+
+/* A problem found by the merge: printed at once, counted, and the merge refused at the end. */
+#define MERGE_PROBLEM(cnt, ...) (fprintf(stderr, "dfrcl: error: " __VA_ARGS__), fputc('\n', stderr), (cnt)++)
+
+/* The records of DIR/shards: all of one count n, each 1..n present; recs[i - 1] = shard i's. */
+static int load_shard_records(const char *out, cJSON **recs, int *n_out)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/shards", out);
+    DIR *d = opendir(dir);
+    if (!d)
+        return dfr_error(DFRCL_ERR_IO, "%s: no shard records (%s/I-of-N.json): run the shards with "
+                         "'dfrcl run --shard I/N --out %s' first", out, dir, out);
+    int n = 0, bad = 0;
+    char first[300] = "";
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int i, k, len = 0;
+        if (sscanf(e->d_name, "%d-of-%d.json%n", &i, &k, &len) != 2 || len != (int)strlen(e->d_name)) continue;
+        if (!n) n = k, snprintf(first, sizeof first, "%s", e->d_name);
+        else if (k != n)
+            MERGE_PROBLEM(bad, "%s holds shards of two counts (%s, %s): remove the stale ones", dir,
+                          first, e->d_name);
+    }
+    closedir(d);
+    if (bad) return dfr_error(DFRCL_ERR_INVALID_ARG, "merge refused: the shard records disagree");
+    if (n < 1 || n > MAX_CATEGORIES)
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "%s: no shard records (I-of-N.json): run the shards "
+                         "with 'dfrcl run --shard I/N --out %s' first", dir, out);
+    char missing[2048] = "";
+    for (int i = 1; i <= n; i++) {
+        char p[4400];
+        snprintf(p, sizeof p, "%s/%d-of-%d.json", dir, i, n);
+        if (!exists(p)) {
+            size_t u = strlen(missing);
+            snprintf(missing + u, sizeof missing - u, "%s%d/%d", u ? ", " : "", i, n);
+            bad++;
+            continue;
+        }
+        if (read_json(p, &recs[i - 1])) {
+            MERGE_PROBLEM(bad, "%s", dfrcl_last_error());
+            continue;
+        }
+        if (json_int(recs[i - 1], "shard") != i || json_int(recs[i - 1], "of") != n ||
+            !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(recs[i - 1], "settings")) ||
+            !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(recs[i - 1], "categories")) ||
+            !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(recs[i - 1], "results")))
+            MERGE_PROBLEM(bad, "%s: not a dfrcl shard record of shard %d/%d", p, i, n);
+    }
+    if (missing[0])
+        MERGE_PROBLEM(bad, "%s: missing shard%s %s: run %s with 'dfrcl run --shard I/%d --out %s' "
+                      "(the same settings)", out, strchr(missing, ',') ? "s" : "", missing,
+                      strchr(missing, ',') ? "them" : "it", n, out);
+    *n_out = n;
+    return bad ? dfr_error(DFRCL_ERR_INVALID_ARG, "merge refused: %d problem%s above", bad,
+                           bad == 1 ? "" : "s")
+               : DFRCL_OK;
+}
+
+/* The result of category name from shard (rec, i of n): its status and time from the record, its
+ * metrics from DIR/name/metrics.json, its settings checked against the shard's. */
+static void merge_category(const char *out, const cJSON *rec, int i, int n, const char *name,
+                           cat_result *r, int *bad)
+{
+    snprintf(r->name, sizeof r->name, "%s", name);
+    const cJSON *e = NULL, *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(rec, "results"))
+    {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "category");
+        if (cJSON_IsString(c) && !strcmp(c->valuestring, name)) e = it;
+    }
+    const cJSON *st = e ? cJSON_GetObjectItemCaseSensitive(e, "status") : NULL;
+    const char *s = cJSON_IsString(st) ? st->valuestring : "";
+    if (!e) {
+        MERGE_PROBLEM(*bad, "category %s is missing from shard %d/%d's record", name, i, n);
+        return;
+    }
+    if (strcmp(s, "ok") && strcmp(s, "done before") && strcmp(s, "failed")) {
+        MERGE_PROBLEM(*bad, "category %s of shard %d/%d has not finished (%s): wait for the shard, "
+                      "or rerun 'dfrcl run --shard %d/%d --out %s' with its settings", name, i, n,
+                      s[0] ? s : "?", i, n, out);
+        return;
+    }
+    r->failed = !strcmp(s, "failed");
+    r->skipped = !strcmp(s, "done before");
+    r->seconds = json_num((cJSON *)e, "seconds");
+    if (r->failed) return;
+    cat_files f;
+    cat_paths(&f, out, name);
+    if (!exists(f.metrics)) {
+        MERGE_PROBLEM(*bad, "category %s (shard %d/%d): %s is missing", name, i, n, f.metrics);
+        return;
+    }
+    if (read_metrics(f.metrics, r)) {
+        MERGE_PROBLEM(*bad, "category %s (shard %d/%d): %s", name, i, n, dfrcl_last_error());
+        return;
+    }
+    char diff[1024];
+    if (!same_settings(f.settings, cJSON_GetObjectItemCaseSensitive(rec, "settings"), diff, sizeof diff))
+        MERGE_PROBLEM(*bad, "category %s: %s differs from shard %d/%d's settings: %s", name,
+                      f.settings, i, n, diff);
+}
+
+/* dfrcl run --merge DIR: the summary of a sharded campaign, as one unsharded run writes it. */
+static int run_merge(const char *out)
+{
+    cJSON *recs[MAX_CATEGORIES] = {0};
+    cat_result *res = NULL;
+    int n = 0, lock_fd = -1, bad = 0, ncat = 0;
+    int rc = lock_campaign(out, 0, &lock_fd);
+    if (!rc) rc = load_shard_records(out, recs, &n);
+    const cJSON *set1 = NULL, *cats1 = NULL;
+    if (!rc) {
+        set1 = cJSON_GetObjectItemCaseSensitive(recs[0], "settings");
+        cats1 = cJSON_GetObjectItemCaseSensitive(recs[0], "categories");
+        ncat = cJSON_GetArraySize(cats1);
+        for (int i = 2; i <= n; i++) { /* one campaign: the same settings and categories */
+            char diff[1024];
+            const cJSON *set = cJSON_GetObjectItemCaseSensitive(recs[i - 1], "settings");
+            if (!settings_diff(set1, set, diff, sizeof diff))
+                MERGE_PROBLEM(bad, "shard %d/%d ran with other settings than shard 1/%d: %s", i, n, n, diff);
+            if (!cJSON_Compare(cats1, cJSON_GetObjectItemCaseSensitive(recs[i - 1], "categories"), 1))
+                MERGE_PROBLEM(bad, "shard %d/%d ran over other categories than shard 1/%d (another "
+                              "--data or --categories)", i, n, n);
+        }
+        if (ncat < 1 || ncat > MAX_CATEGORIES) MERGE_PROBLEM(bad, "shard 1/%d lists no categories", n);
+    }
+    if (!rc && !bad) {
+        res = calloc((size_t)ncat, sizeof *res);
+        if (!res) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    }
+    for (int k = 0; !rc && res && k < ncat; k++) { /* every problem, not only the first */
+        const cJSON *c = cJSON_GetArrayItem(cats1, k);
+        if (!cJSON_IsString(c)) {
+            MERGE_PROBLEM(bad, "shard 1/%d: category %d is not a name", n, k + 1);
+            continue;
+        }
+        int i = k % n + 1;
+        merge_category(out, recs[i - 1], i, n, c->valuestring, &res[k], &bad);
+    }
+    if (!rc && bad)
+        rc = dfr_error(DFRCL_ERR_INVALID_ARG, "merge of %s refused: %d problem%s above", out, bad,
+                       bad == 1 ? "" : "s");
+    if (!rc) {
+        run_setting rs = {json_int(set1, "layers"), json_int(set1, "size"), json_int(set1, "epochs")};
+        printf("merging %d shard%s of %s: %d categor%s\n", n, n == 1 ? "" : "s", out, ncat,
+               ncat == 1 ? "y" : "ies");
+        rc = write_summary(out, res, ncat, rs);
+    }
+    int any_failed = 0;
+    for (int k = 0; res && k < ncat; k++) any_failed |= res[k].failed;
+    for (int i = 0; i < n; i++) cJSON_Delete(recs[i]);
+    free(res);
+    if (lock_fd >= 0) close(lock_fd);
+    return rc ? cli_fail(NULL) : any_failed ? 1 : 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_BACKBONE_LONGOPTS, CLI_SCHED_LONGOPTS_RUN,
@@ -548,6 +938,8 @@ int cmd_run(int argc, char **argv)
                                          {"out", required_argument, 0, 1602},
                                          {"categories", required_argument, 0, 1603},
                                          {"force", no_argument, 0, 1604},
+                                         {"shard", required_argument, 0, 1605},
+                                         {"merge", required_argument, 0, 1606},
                                          CLI_TRAIN_LONGOPTS,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
@@ -555,8 +947,9 @@ int cmd_run(int argc, char **argv)
     cli_backbone_defaults(&bo);
     dfr_train_opts to;
     dfr_train_defaults(&to);
-    const char *root = NULL, *out = NULL, *cats = NULL;
+    const char *root = NULL, *out = NULL, *cats = NULL, *merge = NULL;
     int c, force = 0;
+    shard_spec sh = {0, 0};
     while ((c = getopt_long(argc, argv, "d:w:l:s:vqh" CLI_TRAIN_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_backbone_option(&bo, c, optarg);
         if (!r) r = cli_train_option(&to, c, optarg);
@@ -567,12 +960,27 @@ int cmd_run(int argc, char **argv)
         case 1602: out = optarg; break;
         case 1603: cats = optarg; break;
         case 1604: force = 1; break;
+        case 1605:
+            if (parse_shard(optarg, &sh)) {
+                fprintf(stderr, "dfrcl run: %s\n", dfrcl_last_error());
+                return 2;
+            }
+            break;
+        case 1606: merge = optarg; break;
         case 'h': help(); return 0;
         default: return 2;
         }
     }
     /* --precision fp16/fp32: evaluation's activations too (auto: by the device, as for eval) */
     bo.half = to.store_precision == 16 ? 1 : to.store_precision == 32 ? 0 : -1;
+    if (merge) { /* the summary of the shards' results: nothing to train, no dataset needed */
+        if (root || sh.n || cats || force || optind != argc || (out && strcmp(out, merge))) {
+            fprintf(stderr, "dfrcl run: --merge DIR takes no --data, --shard, --categories, --force "
+                            "or other --out: it reads what the shards wrote into DIR\n");
+            return 2;
+        }
+        return run_merge(merge);
+    }
     if (!root || !out || optind != argc) {
         fprintf(stderr, "dfrcl run: need --data ROOT and --out DIR (see --help)\n");
         return 2;
@@ -636,24 +1044,36 @@ int cmd_run(int argc, char **argv)
     dfr_vgg19 *vgg = NULL;
     cJSON *settings = NULL;
     char *settings_txt = NULL;
-    int lock_fd = -1;
-    int rc = res ? dfr_mkdir_p(out) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
-    if (!rc) rc = lock_campaign(out, &lock_fd);
+    int lock_fd = -1, shard_fd = -1, own = 0, recorded = 0;
+    int *done = calloc((size_t)n, sizeof *done); /* per category: ended (for the shard record) */
+    for (int i = 0; i < n; i++) own += mine(&sh, i);
+    int rc = res && done ? dfr_mkdir_p(out) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    if (!rc) rc = lock_campaign(out, sh.n > 0, &lock_fd);
+    if (!rc && sh.n) rc = lock_shard(out, &sh, &shard_fd);
     if (!rc) rc = cli_lanes_open(&bo, 0, &lanes);
     if (!rc) {
         rt = lanes.rt[0];
         vgg = lanes.vgg[0];
         settings = run_settings(&bo, vgg, &to);
         settings_txt = cJSON_Print(settings);
-        rc = check_settings(names, n, out, settings, force);
+        rc = check_settings(names, n, &sh, out, settings, force);
+    }
+    if (!rc && sh.n) {
+        printf("shard %d/%d: %d of %d categories\n", sh.i, sh.n, own, n);
+        rc = write_shard_record(out, &sh, settings, names, n, res, done, 0);
+        recorded = !rc;
     }
     /* Training checkpoints in each category's folder: an interrupted campaign resumes inside the
      * category it was training. */
     to.stop = cli_stop_on_signals();
     to.resume = 1;
-    for (int i = 0; i < n && !rc; i++) {
+    for (int i = 0, k = 0; i < n && !rc; i++) {
         cat_result *r = &res[i];
         snprintf(r->name, sizeof r->name, "%s", names[i]);
+        if (!mine(&sh, i)) continue;
+        k++; /* the category's number among this run's (or shard's) own */
+        if (recorded && k > 1) rc = write_shard_record(out, &sh, settings, names, n, res, done, 0);
+        if (rc) break;
         if (*to.stop) { /* between categories: a safe point */
             rc = dfr_error(DFRCL_ERR_INTERRUPTED, "interrupted before %s", names[i]);
             break;
@@ -663,11 +1083,11 @@ int cmd_run(int argc, char **argv)
         to.checkpoint = f.ck;
         int have_model = exists(f.model); /* with check_settings: made with these settings */
         if (have_model && exists(f.metrics) && read_metrics(f.metrics, r) == DFRCL_OK) {
-            r->skipped = 1;
-            printf("[%d/%d] %s: done before, skipped\n", i + 1, n, names[i]);
+            r->skipped = done[i] = 1;
+            printf("[%d/%d] %s: done before, skipped\n", k, own, names[i]);
             continue;
         }
-        printf("[%d/%d] %s: %s\n", i + 1, n, names[i], have_model ? "evaluating its model" : "training");
+        printf("[%d/%d] %s: %s\n", k, own, names[i], have_model ? "evaluating its model" : "training");
         fflush(stdout);
         double t0 = cli_now();
         dfr_file_list files = {0};
@@ -698,18 +1118,23 @@ int cmd_run(int argc, char **argv)
                                        bo.verbosity == 0, &mt);
         if (crc == DFRCL_ERR_INTERRUPTED && m) cli_remove_tree(f.eval); /* stopped evaluating */
         if (!crc) {
-            r->pixel_auroc = mt.pixel_auroc;
-            r->image_auroc = mt.image_auroc;
-            r->aupro = mt.aupro;
-            r->f1 = mt.f1;
+            /* As metrics.json holds them (its numbers may round the last bit), so this summary
+             * equals a resumed run's and a merge of shards'. */
+            if (read_metrics(f.metrics, r) != DFRCL_OK) {
+                r->pixel_auroc = mt.pixel_auroc;
+                r->image_auroc = mt.image_auroc;
+                r->aupro = mt.aupro;
+                r->f1 = mt.f1;
+            }
             r->seconds = cli_now() - t0;
-            printf("[%d/%d] %s: pixel AUROC %.4f, image AUROC %.4f, AUPRO %.4f (%.0f s)\n", i + 1, n,
+            printf("[%d/%d] %s: pixel AUROC %.4f, image AUROC %.4f, AUPRO %.4f (%.0f s)\n", k, own,
                    names[i], mt.pixel_auroc, mt.image_auroc, mt.aupro, r->seconds);
         } else if (crc == DFRCL_ERR_FORMAT || crc == DFRCL_ERR_IO) {
             /* A broken category is reported and the campaign goes on. */
             fprintf(stderr, "dfrcl: error: %s: %s\n", names[i], dfrcl_last_error());
             r->failed = 1;
         } else rc = crc;
+        done[i] = !rc;
         m = NULL;
         cli_lanes_free_models(&lanes);
         dfr_file_list_free(&files);
@@ -719,14 +1144,23 @@ int cmd_run(int argc, char **argv)
     dfr_train_opts resolved = to;
     dfr_train_resolve(&resolved, (bo.size / 4) * (bo.size / 4));
     run_setting rs = {vgg ? vgg->layers : bo.layers, bo.size, resolved.epochs};
-    if (!rc) rc = write_summary(out, res, n, rs);
+    if (recorded) { /* a shard ends with its record, complete unless stopped by an error */
+        int wr = write_shard_record(out, &sh, settings, names, n, res, done, !rc);
+        if (!rc) rc = wr;
+        if (!rc)
+            printf("shard %d/%d done; once all %d are, 'dfrcl run --merge %s' writes the summary\n",
+                   sh.i, sh.n, sh.n, out);
+    }
+    if (!rc && !sh.n) rc = write_summary(out, res, n, rs);
     int ret = rc ? cli_fail(NULL) : any_failed ? 1 : 0;
     if (rc == DFRCL_ERR_INTERRUPTED) {
         fprintf(stderr, "dfrcl: run stopped by %s; the same command continues the campaign where "
                         "it stopped\n", cli_stop_signal_name());
         ret = cli_stop_exit_code();
     }
+    if (shard_fd >= 0) close(shard_fd);
     if (lock_fd >= 0) close(lock_fd);
+    free(done);
     cJSON_Delete(settings);
     free(settings_txt);
     cli_lanes_close(&lanes);
