@@ -180,12 +180,12 @@ static void test_bad_args(void **state)
     assert_int_equal(dfr_op_conv3x3_relu(rt, &cw, in, out, 8, 8), DFRCL_OK);
     assert_int_equal(dfr_finish(rt), DFRCL_OK);
     /* a malformed tuning override is an error, not a silent default */
-    assert_int_equal(setenv("DFRCL_CONV_TUNE", "8,12", 1), 0);
+    assert_int_equal(dfr_test_setenv(rt, "DFRCL_CONV_TUNE", "8,12"), 0);
     assert_int_equal(dfr_op_conv3x3_relu(rt, &cw, in, out, 8, 8), DFRCL_ERR_INVALID_ARG);
-    assert_int_equal(setenv("DFRCL_CONV_TUNE", "3,12,0", 1), 0);
+    assert_int_equal(dfr_test_setenv(rt, "DFRCL_CONV_TUNE", "3,12,0"), 0);
     assert_int_equal(dfr_op_conv3x3_relu(rt, &cw, in, out, 8, 8), DFRCL_ERR_INVALID_ARG);
     /* weights laid out for one channel tile, launched with another */
-    assert_int_equal(setenv("DFRCL_CONV_TUNE", cw.tco == 4 ? "8,4,0" : "4,4,0", 1), 0);
+    assert_int_equal(dfr_test_setenv(rt, "DFRCL_CONV_TUNE", cw.tco == 4 ? "8,4,0" : "4,4,0"), 0);
     assert_int_equal(dfr_op_conv3x3_relu(rt, &cw, in, out, 8, 8), DFRCL_ERR_INVALID_ARG);
     assert_int_equal(dfr_test_setenv(rt, "DFRCL_CONV_TUNE", NULL), 0);
     dfr_conv_release(&cw);

@@ -222,9 +222,9 @@ static void test_regional(void **state)
     assert_int_equal(dfr_op_regional(rt, map, 1, 4, 4, 32, feat, 0, 2), DFRCL_ERR_INVALID_ARG);
     assert_int_equal(dfr_op_regional(rt, map, 1, 4, 4, 8, feat, 0, 16), DFRCL_OK);
     /* a malformed tuning string is refused, not ignored */
-    setenv("DFRCL_REGIONAL_TUNE", "3,1,1", 1);
+    dfr_test_setenv(rt, "DFRCL_REGIONAL_TUNE", "3,1,1");
     assert_int_equal(dfr_op_regional(rt, map, 1, 4, 4, 8, feat, 0, 16), DFRCL_ERR_INVALID_ARG);
-    setenv("DFRCL_REGIONAL_TUNE", "8,4,8,1,1", 1);
+    dfr_test_setenv(rt, "DFRCL_REGIONAL_TUNE", "8,4,8,1,1");
     assert_int_equal(dfr_op_regional(rt, map, 1, 4, 4, 8, feat, 0, 16), DFRCL_ERR_INVALID_ARG);
     dfr_test_setenv(rt, "DFRCL_REGIONAL_TUNE", NULL);
     assert_int_equal(dfr_finish(rt), DFRCL_OK);
