@@ -111,7 +111,8 @@ static void drop_entry(const dfr_runtime *rt, const char *path, const char *reas
     if (gone)
         dfr_rt_log(rt, 1, "kernel cache: %s: %s; removed it, rebuilding from source", path, reason);
     else
-        dfr_rt_log(rt, 1, "kernel cache: %s: %s; cannot remove it (%s), building from source; remove "
+        dfr_rt_log(rt, 1,
+            "kernel cache: %s: %s; cannot remove it (%s), building from source; remove "
                    "it by hand", path, reason, strerror(errno));
 }
 

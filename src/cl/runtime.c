@@ -447,7 +447,8 @@ int dfr_runtime_open_opts(dfr_runtime **out, const dfr_runtime_opts *o)
     if (clGetDeviceInfo(rt->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified,
                         NULL) == CL_SUCCESS)
         rt->unified_memory = unified == CL_TRUE;
-    dfr_rt_log(rt, 1, "device [%d] %s (%s, %s)", rt->info.index, rt->info.name, rt->info.platform_name,
+    dfr_rt_log(rt, 1,
+        "device [%d] %s (%s, %s)", rt->info.index, rt->info.name, rt->info.platform_name,
             rt->info.is_gpu ? "GPU" : rt->info.is_cpu ? "CPU" : "other");
     *out = rt;
 fail:

@@ -612,7 +612,8 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
                 rc = dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint past the last epoch", o.checkpoint);
             if (!rc) {
                 resumed = 1;
-                dfr_rt_log(rt, 1, "resuming from %s: epoch %d, step %lld, %.0f s trained", o.checkpoint,
+                dfr_rt_log(rt, 1,
+                    "resuming from %s: epoch %d, step %lld, %.0f s trained", o.checkpoint,
                         ts.epoch + (ts.next > 0), (long long)ts.step, ts.seconds);
             }
         } else if (!rc && access(o.checkpoint, F_OK) == 0) {
@@ -644,7 +645,8 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
                                   budget / MIB, reserve / MIB);
     }
     if (!rc) {
-        dfr_rt_log(rt, 1, "memory budget %.0f MiB%s: features %s fp%d, autoencoder and buffers about "
+        dfr_rt_log(rt, 1,
+            "memory budget %.0f MiB%s: features %s fp%d, autoencoder and buffers about "
                    "%.0f MiB",
                 budget / MIB, o.memory > 0 ? "" : " (auto)", dfr_fs_place_name(dfr_fs_where(fs)),
                 dfr_fs_precision(fs), reserve / MIB);
@@ -692,7 +694,8 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
         if (!perm || !pick || !scratch) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     }
     if (!rc)
-        dfr_rt_log(rt, 1, "recipe %s: Adam lr %g, batch %d, %d of %d positions per image a step, %s%d "
+        dfr_rt_log(rt, 1,
+            "recipe %s: Adam lr %g, batch %d, %d of %d positions per image a step, %s%d "
                    "epochs",
                 dfr_recipe_name(o.recipe), (double)o.lr, o.batch, k, P,
                 o.patience > 0 ? "stop when the loss levels off, at most " : "", o.epochs);
@@ -728,7 +731,8 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
                 rc = write_checkpoint(o.checkpoint, m->cae, &ts, ts.seconds + now_s() - t_start,
                                       &id, info->latent, dfr_fs_precision(fs), &o);
                 t_ck = now_s();
-                if (!rc) dfr_rt_log(rt, 2, "checkpoint %s: epoch %d, step %lld", o.checkpoint, ts.epoch + 1,
+                if (!rc) dfr_rt_log(rt, 2,
+                    "checkpoint %s: epoch %d, step %lld", o.checkpoint, ts.epoch + 1,
                                  (long long)ts.step);
             }
             if (!rc && stop) {
@@ -764,7 +768,8 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
             t_ck += now_s() - t_eval;
         }
         if (ts.done)
-            dfr_rt_log(rt, 1, "the loss has levelled off: stopped after epoch %d (loss %.6g)", ts.epoch, loss);
+            dfr_rt_log(rt, 1,
+                "the loss has levelled off: stopped after epoch %d (loss %.6g)", ts.epoch, loss);
     }
     if (!rc) rc = check_converged(&ts, &o);
     /* A diverged run is not worth resuming: with the same options it diverges again. */

@@ -364,7 +364,8 @@ static void fail_lane(lane *L, int rc, const char *why)
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     if (left)
-        dfr_rt_log(rt, 1, "warning: device [%d] %s failed on %d image(s) (%s): %s; the other device(s) "
+        dfr_rt_log(rt, 1,
+            "warning: device [%d] %s failed on %d image(s) (%s): %s; the other device(s) "
                    "score them", rt->info.index, rt->info.name, cnt, imgs, why);
 }
 
@@ -581,7 +582,8 @@ int dfr_scorer_open(dfr_scorer **out, dfr_model *const *models, int k, const dfr
         return rc;
     }
     for (int i = 0; i < k; i++)
-        dfr_rt_log(models[i]->rt, 2, "device [%d] %s: batches of %d image(s), %s transfers", s->lanes[i].device,
+        dfr_rt_log(models[i]->rt, 2,
+            "device [%d] %s: batches of %d image(s), %s transfers", s->lanes[i].device,
                 models[i]->rt->info.name, s->lanes[i].batch,
                 s->lanes[i].zero_copy ? "zero-copy (mapped)" : "copied");
     *out = s;
