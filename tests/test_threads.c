@@ -41,6 +41,8 @@ static void test_env_at_open(void **state)
     dfr_gemm_set_backend(b, DFR_GEMM_OWN_LDS);
     assert_int_equal(dfr_gemm_backend_in_use(a), DFR_GEMM_CLBLAST);
     assert_int_equal(dfr_gemm_backend_in_use(b), DFR_GEMM_OWN_LDS);
+    dfr_gemm_release(b); /* frees the scratch buffers, not the choice */
+    assert_int_equal(dfr_gemm_backend_in_use(b), DFR_GEMM_OWN_LDS);
     /* reading the environment again forgets the open's values */
     assert_int_equal(dfr_runtime_reload_env(a), DFRCL_OK);
     assert_int_equal(dfr_gemm_backend_in_use(a), own);

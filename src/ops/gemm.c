@@ -50,7 +50,16 @@ struct dfr_gemm_state {
 void dfr_gemm_release(dfr_runtime *rt)
 {
     if (!rt || !rt->gemm) return;
-    for (int i = 0; i < 2; i++) dfr_buffer_release(&rt->gemm->buf[i]);
+    for (int i = 0; i < 2; i++) {
+        dfr_buffer_release(&rt->gemm->buf[i]);
+        rt->gemm->bytes[i] = 0;
+    }
+}
+
+/* The release hook: all of it, when rt closes. */
+static void state_free(dfr_runtime *rt)
+{
+    dfr_gemm_release(rt);
     free(rt->gemm);
     rt->gemm = NULL;
 }
@@ -58,7 +67,7 @@ void dfr_gemm_release(dfr_runtime *rt)
 static int state_get(dfr_runtime *rt, struct dfr_gemm_state **out)
 {
     if (!rt->gemm) {
-        int rc = dfr_runtime_add_release_hook(rt, dfr_gemm_release);
+        int rc = dfr_runtime_add_release_hook(rt, state_free);
         if (rc) return rc;
         rt->gemm = calloc(1, sizeof *rt->gemm);
         if (!rt->gemm) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");

@@ -66,9 +66,9 @@ dfr_gemm_backend dfr_gemm_backend_in_use(dfr_runtime *rt);
 /* "own-reg", "own-lds", "clblast", ... */
 const char *dfr_gemm_backend_name(dfr_gemm_backend b);
 
-/* Frees what dfr_gemm keeps for rt (rt->gemm: the packing buffers of the own CPU kernel, ~100 MB
- * at DFR's sizes, and the backend setting). dfr_runtime_close calls it (a release hook); calling
- * it between products is harmless (the next product allocates again). */
+/* Frees the packing buffers dfr_gemm keeps for rt (those of the own CPU kernel, ~100 MB at DFR's
+ * sizes); the backend setting stays. Harmless between products (the next one allocates again);
+ * dfr_runtime_close frees everything in rt->gemm. */
 void dfr_gemm_release(dfr_runtime *rt);
 
 #endif
