@@ -107,8 +107,8 @@ static size_t check_shape(int cin, int cout, int h, int w, uint32_t seed)
 
 static void check_all_shapes(const char *tune)
 {
-    if (tune) assert_int_equal(setenv("DFRCL_CONV_TUNE", tune, 1), 0);
-    else assert_int_equal(unsetenv("DFRCL_CONV_TUNE"), 0);
+    if (tune) assert_int_equal(dfr_test_setenv(rt, "DFRCL_CONV_TUNE", tune), 0);
+    else assert_int_equal(dfr_test_setenv(rt, "DFRCL_CONV_TUNE", NULL), 0);
     static const int sizes[][2] = {{2, 2}, {3, 5}, {17, 31}, {33, 18}, {64, 64}};
     static const int chans[][2] = {{1, 1}, {3, 7}, {5, 16}, {64, 70}, {3, 64}, {64, 1}};
     size_t bad = 0;
@@ -118,7 +118,7 @@ static void check_all_shapes(const char *tune)
             bad += check_shape(chans[c][0], chans[c][1], sizes[s][0], sizes[s][1], seed);
             seed += 10;
         }
-    assert_int_equal(unsetenv("DFRCL_CONV_TUNE"), 0);
+    assert_int_equal(dfr_test_setenv(rt, "DFRCL_CONV_TUNE", NULL), 0);
     if (bad) fprintf(stderr, "configuration %s: %zu bad elements\n", tune ? tune : "default", bad);
     assert_int_equal(bad, 0);
 }
@@ -180,14 +180,14 @@ static void test_bad_args(void **state)
     assert_int_equal(dfr_op_conv3x3_relu(rt, &cw, in, out, 8, 8), DFRCL_OK);
     assert_int_equal(dfr_finish(rt), DFRCL_OK);
     /* a malformed tuning override is an error, not a silent default */
-    assert_int_equal(setenv("DFRCL_CONV_TUNE", "8,12", 1), 0);
+    assert_int_equal(dfr_test_setenv(rt, "DFRCL_CONV_TUNE", "8,12"), 0);
     assert_int_equal(dfr_op_conv3x3_relu(rt, &cw, in, out, 8, 8), DFRCL_ERR_INVALID_ARG);
-    assert_int_equal(setenv("DFRCL_CONV_TUNE", "3,12,0", 1), 0);
+    assert_int_equal(dfr_test_setenv(rt, "DFRCL_CONV_TUNE", "3,12,0"), 0);
     assert_int_equal(dfr_op_conv3x3_relu(rt, &cw, in, out, 8, 8), DFRCL_ERR_INVALID_ARG);
     /* weights laid out for one channel tile, launched with another */
-    assert_int_equal(setenv("DFRCL_CONV_TUNE", cw.tco == 4 ? "8,4,0" : "4,4,0", 1), 0);
+    assert_int_equal(dfr_test_setenv(rt, "DFRCL_CONV_TUNE", cw.tco == 4 ? "8,4,0" : "4,4,0"), 0);
     assert_int_equal(dfr_op_conv3x3_relu(rt, &cw, in, out, 8, 8), DFRCL_ERR_INVALID_ARG);
-    assert_int_equal(unsetenv("DFRCL_CONV_TUNE"), 0);
+    assert_int_equal(dfr_test_setenv(rt, "DFRCL_CONV_TUNE", NULL), 0);
     dfr_conv_release(&cw);
     assert_null(cw.w);
     dfr_conv_release(&cw); /* twice is harmless */

@@ -248,11 +248,11 @@ static void test_splitting(void **state)
     static const char *const tunes[] = {"pk=8", "pk=2", "kc=7", "pk=1,kc=50"};
     size_t bad = 0;
     for (size_t ti = 0; ti < sizeof tunes / sizeof tunes[0]; ti++) {
-        setenv("DFRCL_GEMM_TUNE", tunes[ti], 1);
+        dfr_test_setenv(rt, "DFRCL_GEMM_TUNE", tunes[ti]);
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
             bad += run_case(&cases[i], DFR_GEMM_OWN_REG, 400 + (uint32_t)(i + 10 * ti));
     }
-    unsetenv("DFRCL_GEMM_TUNE");
+    dfr_test_setenv(rt, "DFRCL_GEMM_TUNE", NULL);
     dfr_gemm_set_backend(rt, DFR_GEMM_AUTO);
     assert_int_equal(bad, 0);
 }
@@ -288,7 +288,7 @@ static void test_table_variants(void **state)
         snprintf(tunes[nt++], sizeof tunes[0], "%s", tk->test_variants[i]);
     size_t bad = 0;
     for (int t = 0; t < nt; t++) {
-        setenv("DFRCL_GEMM_TUNE", tunes[t], 1);
+        dfr_test_setenv(rt, "DFRCL_GEMM_TUNE", tunes[t]);
         size_t before = bad;
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             bad += run_case(&cases[i], DFR_GEMM_OWN_LDS, 500 + (uint32_t)i);
@@ -296,7 +296,7 @@ static void test_table_variants(void **state)
         }
         if (bad > before) fprintf(stderr, "gemm with %s: %zu bad\n", tunes[t], bad - before);
     }
-    unsetenv("DFRCL_GEMM_TUNE");
+    dfr_test_setenv(rt, "DFRCL_GEMM_TUNE", NULL);
     dfr_gemm_set_backend(rt, DFR_GEMM_AUTO);
     assert_int_equal(bad, 0);
 }
@@ -348,23 +348,23 @@ static void test_errors(void **state)
 static void test_backend_choice(void **state)
 {
     (void)state;
-    unsetenv("DFRCL_GEMM");
+    dfr_test_setenv(rt, "DFRCL_GEMM", NULL);
     dfr_gemm_set_backend(rt, DFR_GEMM_AUTO);
     dfr_gemm_backend def = dfr_gemm_backend_in_use(rt);
     assert_int_equal(def, rt->info.is_cpu ? DFR_GEMM_OWN_REG : DFR_GEMM_CLBLAST);
-    setenv("DFRCL_GEMM", "clblast", 1);
+    dfr_test_setenv(rt, "DFRCL_GEMM", "clblast");
     assert_int_equal(dfr_gemm_backend_in_use(rt), DFR_GEMM_CLBLAST);
-    setenv("DFRCL_GEMM", "own", 1);
+    dfr_test_setenv(rt, "DFRCL_GEMM", "own");
     assert_int_equal(dfr_gemm_backend_in_use(rt),
                      rt->info.is_cpu ? DFR_GEMM_OWN_REG : DFR_GEMM_OWN_LDS);
     dfr_gemm_set_backend(rt, DFR_GEMM_OWN_LDS); /* explicit beats the environment */
     assert_int_equal(dfr_gemm_backend_in_use(rt), DFR_GEMM_OWN_LDS);
     dfr_gemm_set_backend(rt, DFR_GEMM_AUTO);
-    setenv("DFRCL_GEMM", "bogus", 1);
+    dfr_test_setenv(rt, "DFRCL_GEMM", "bogus");
     assert_int_equal(dfr_gemm_backend_in_use(rt), def);
-    unsetenv("DFRCL_GEMM");
+    dfr_test_setenv(rt, "DFRCL_GEMM", NULL);
     /* Inconsistent tunables are refused with a message, not a build failure. */
-    setenv("DFRCL_GEMM_TUNE", "vw=3", 1);
+    dfr_test_setenv(rt, "DFRCL_GEMM_TUNE", "vw=3");
     dfr_gemm_set_backend(rt, DFR_GEMM_OWN_REG);
     cl_mem buf;
     assert_int_equal(dfr_buffer_new(rt, 64 * sizeof(float), CL_MEM_READ_WRITE, "t", &buf), 0);
@@ -372,7 +372,7 @@ static void test_backend_choice(void **state)
                        .b_offset = 16, .ldb = 4, .c = buf, .c_offset = 32, .ldc = 4, .batch = 1};
     assert_int_equal(dfr_gemm(rt, &g, "t"), DFRCL_ERR_INVALID_ARG);
     assert_non_null(strstr(dfrcl_last_error(), "tunables"));
-    unsetenv("DFRCL_GEMM_TUNE");
+    dfr_test_setenv(rt, "DFRCL_GEMM_TUNE", NULL);
     assert_int_equal(dfr_gemm(rt, &g, "t"), DFRCL_OK);
     dfr_gemm_set_backend(rt, DFR_GEMM_AUTO);
     assert_int_equal(dfr_finish(rt), DFRCL_OK);
@@ -383,7 +383,7 @@ int main(void)
 {
     DFR_TEST_OPEN_RUNTIME(&rt);
     /* The tunables the tests see are the device's defaults, whatever the caller's shell says. */
-    unsetenv("DFRCL_GEMM_TUNE");
+    dfr_test_setenv(rt, "DFRCL_GEMM_TUNE", NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes),         cmocka_unit_test(test_layouts),
         cmocka_unit_test(test_dfr_layer),      cmocka_unit_test(test_splitting),

@@ -210,10 +210,10 @@ static void test_regional(void **state)
     /* Scalar (VW 1: the GPU shape), the widest vector, explicit work-groups. */
     static const char *const tunes[] = {"1,1,1", "16,3,5", "4,2,3,2,2,1"};
     for (size_t i = 0; i < sizeof tunes / sizeof tunes[0]; i++) {
-        setenv("DFRCL_REGIONAL_TUNE", tunes[i], 1);
+        dfr_test_setenv(rt, "DFRCL_REGIONAL_TUNE", tunes[i]);
         regional_check(tunes[i]);
     }
-    unsetenv("DFRCL_REGIONAL_TUNE");
+    dfr_test_setenv(rt, "DFRCL_REGIONAL_TUNE", NULL);
     /* Buffers are checked in fp16 elements: 64 of them (128 bytes, 32 floats) hold a [4, 4, 4]
      * map, not a [5, 4, 4] one; the feature [c_total, 2, 2] fits 16 channels, not 17. */
     cl_mem map = upload_half(NULL, 64), feat = upload_half(NULL, 64);
@@ -317,11 +317,11 @@ static void test_conv(void **state)
     /* The device's default tile, the GPU table's, a one-pixel tile with chunks. */
     static const char *const tunes[] = {NULL, "4,4,0,8,8,1", "2,1,3"};
     for (size_t t = 0; t < sizeof tunes / sizeof tunes[0]; t++) {
-        if (tunes[t]) setenv("DFRCL_CONV_TUNE", tunes[t], 1);
+        if (tunes[t]) dfr_test_setenv(rt, "DFRCL_CONV_TUNE", tunes[t]);
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             assert_int_equal(conv_check(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3],
                                         71 + 3 * (uint32_t)s, tunes[t]), 0);
-        unsetenv("DFRCL_CONV_TUNE");
+        dfr_test_setenv(rt, "DFRCL_CONV_TUNE", NULL);
     }
     /* Sizes are checked in fp16 elements: [3, 4, 4] fits 96 bytes. */
     float wt[27 * 2] = {0}, b[2] = {0};

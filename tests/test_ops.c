@@ -202,10 +202,10 @@ static void test_regional(void **state)
         snprintf(tunes[nt++], sizeof tunes[0], "%s", tk->test_variants[i]);
     static const int edge_cases[] = {2, 7, 8, 9, 13};
     for (int i = 0; i < nt; i++) {
-        setenv("DFRCL_REGIONAL_TUNE", tunes[i], 1);
+        dfr_test_setenv(rt, "DFRCL_REGIONAL_TUNE", tunes[i]);
         regional_check(edge_cases, sizeof edge_cases / sizeof edge_cases[0], tunes[i]);
     }
-    unsetenv("DFRCL_REGIONAL_TUNE");
+    dfr_test_setenv(rt, "DFRCL_REGIONAL_TUNE", NULL);
 
     cl_mem dummy = NULL;
     assert_int_equal(dfr_op_regional(rt, dummy, 2, 4, 4, 10, dummy, 0, 2), DFRCL_ERR_INVALID_ARG);
@@ -222,11 +222,11 @@ static void test_regional(void **state)
     assert_int_equal(dfr_op_regional(rt, map, 1, 4, 4, 32, feat, 0, 2), DFRCL_ERR_INVALID_ARG);
     assert_int_equal(dfr_op_regional(rt, map, 1, 4, 4, 8, feat, 0, 16), DFRCL_OK);
     /* a malformed tuning string is refused, not ignored */
-    setenv("DFRCL_REGIONAL_TUNE", "3,1,1", 1);
+    dfr_test_setenv(rt, "DFRCL_REGIONAL_TUNE", "3,1,1");
     assert_int_equal(dfr_op_regional(rt, map, 1, 4, 4, 8, feat, 0, 16), DFRCL_ERR_INVALID_ARG);
-    setenv("DFRCL_REGIONAL_TUNE", "8,4,8,1,1", 1);
+    dfr_test_setenv(rt, "DFRCL_REGIONAL_TUNE", "8,4,8,1,1");
     assert_int_equal(dfr_op_regional(rt, map, 1, 4, 4, 8, feat, 0, 16), DFRCL_ERR_INVALID_ARG);
-    unsetenv("DFRCL_REGIONAL_TUNE");
+    dfr_test_setenv(rt, "DFRCL_REGIONAL_TUNE", NULL);
     assert_int_equal(dfr_finish(rt), DFRCL_OK);
     dfr_buffer_release(&map);
     dfr_buffer_release(&feat);
@@ -270,14 +270,14 @@ static void sqerr_check(void)
 static void test_sqerr_mean(void **state)
 {
     (void)state;
-    unsetenv("DFRCL_SCORE_TUNE");
+    dfr_test_setenv(rt, "DFRCL_SCORE_TUNE", NULL);
     sqerr_check();
     const dfr_tune_kernel *tk = &dfr_tune_kernels[DFR_TK_SCORE];
     for (int i = 0; i < 6 && tk->test_variants[i]; i++) {
-        setenv("DFRCL_SCORE_TUNE", tk->test_variants[i], 1);
+        dfr_test_setenv(rt, "DFRCL_SCORE_TUNE", tk->test_variants[i]);
         sqerr_check();
     }
-    unsetenv("DFRCL_SCORE_TUNE");
+    dfr_test_setenv(rt, "DFRCL_SCORE_TUNE", NULL);
 }
 
 static void test_upsample(void **state)

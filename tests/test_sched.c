@@ -122,7 +122,7 @@ static void test_batches_equal_one_by_one(void **state)
         free(g);
     }
     /* The copying transfers (discrete GPUs) as well as the mapped ones (PoCL is host-unified). */
-    setenv("DFRCL_COPY_TRANSFERS", "1", 1);
+    dfr_test_setenv(f.rt, "DFRCL_COPY_TRANSFERS", "1");
     for (int b = 1; b <= 3; b += 2) {
         int rc;
         got *g = run_files(&f.m, 1, b, &rc);
@@ -130,7 +130,7 @@ static void test_batches_equal_one_by_one(void **state)
         check_same(g, N_IMG);
         free(g);
     }
-    unsetenv("DFRCL_COPY_TRANSFERS");
+    dfr_test_setenv(f.rt, "DFRCL_COPY_TRANSFERS", NULL);
     /* In-memory images (the C API's path) too. */
     got *g = calloc(1, sizeof *g);
     g->in_order = 1;

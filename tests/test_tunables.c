@@ -155,15 +155,15 @@ static void test_db_round_trip(void **state)
     assert_int_equal(v[SQ_VEC_], 2);
     assert_int_equal(dfr_tune_resolve(rt, DFR_TK_GEMM, v, &from), DFRCL_OK);
     assert_int_equal(from, DFR_TUNE_FROM_DEFAULT);
-    setenv("DFRCL_SCORE_TUNE", "4", 1);
+    dfr_test_setenv(rt, "DFRCL_SCORE_TUNE", "4");
     assert_int_equal(dfr_tune_resolve(rt, DFR_TK_SCORE, v, &from), DFRCL_OK);
     assert_int_equal(from, DFR_TUNE_FROM_ENV);
     assert_int_equal(v[SQ_VEC_], 4);
     assert_int_equal(v[SQ_LX_], 16); /* the database's, under the environment's */
-    setenv("DFRCL_SCORE_TUNE", "3", 1);
+    dfr_test_setenv(rt, "DFRCL_SCORE_TUNE", "3");
     assert_int_equal(dfr_tune_resolve(rt, DFR_TK_SCORE, v, &from), DFRCL_ERR_INVALID_ARG);
     assert_non_null(strstr(dfrcl_last_error(), "DFRCL_SCORE_TUNE"));
-    unsetenv("DFRCL_SCORE_TUNE");
+    dfr_test_setenv(rt, "DFRCL_SCORE_TUNE", NULL);
     dfr_tune_use_db(rt, 0);
     assert_int_equal(dfr_tune_resolve(rt, DFR_TK_SCORE, v, &from), DFRCL_OK);
     assert_int_equal(from, DFR_TUNE_FROM_DEFAULT);
@@ -257,8 +257,8 @@ static void test_db_bad(void **state)
 int main(void)
 {
     if (dfr_test_mkdtemp(cache, sizeof cache, "tunables")) return 1;
-    unsetenv("DFRCL_SCORE_TUNE");
-    unsetenv("DFRCL_TUNED");
+    dfr_test_setenv(rt, "DFRCL_SCORE_TUNE", NULL);
+    dfr_test_setenv(rt, "DFRCL_TUNED", NULL);
     dfr_verbosity = 0;
     int rc = dfr_runtime_open(&rt, NULL, cache, 0);
     if (rc == DFRCL_ERR_NO_DEVICE) return DFR_TEST_SKIP;

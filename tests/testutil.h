@@ -69,6 +69,16 @@ static inline size_t dfr_test_compare(const char *what, const float *a, const fl
     return bad;
 }
 
+/* Sets (value non-NULL) or unsets environment variable `name`, and has runtime rt (when not
+ * NULL) read dfrcl's variables again: a runtime reads them once, at open. 0 on success. */
+struct dfr_runtime;
+int dfr_runtime_reload_env(struct dfr_runtime *rt);
+static inline int dfr_test_setenv(struct dfr_runtime *rt, const char *name, const char *value)
+{
+    if (value ? setenv(name, value, 1) : unsetenv(name)) return -1;
+    return rt ? dfr_runtime_reload_env(rt) : 0;
+}
+
 /* In main(): opens the default OpenCL device quietly into *rtp, or returns from main with 77
  * (skip: no device) or 1 (any other failure), saying why. Needs cl/runtime.h and util/error.h. */
 #define DFR_TEST_OPEN_RUNTIME(rtp)                                                             \

@@ -104,14 +104,15 @@ static void cache_key(dfr_runtime *rt, const dfr_kernel_source *common,
 }
 
 /* Removes a bad cache entry (a file, or an empty directory squatting its name) and says why. */
-static void drop_entry(const char *path, const char *reason)
+static void drop_entry(const dfr_runtime *rt, const char *path, const char *reason)
 {
     int gone = unlink(path) == 0 || errno == ENOENT ||
                ((errno == EISDIR || errno == EPERM) && rmdir(path) == 0);
     if (gone)
-        dfr_log(1, "kernel cache: %s: %s; removed it, rebuilding from source", path, reason);
+        dfr_rt_log(rt, 1, "kernel cache: %s: %s; removed it, rebuilding from source", path, reason);
     else
-        dfr_log(1, "kernel cache: %s: %s; cannot remove it (%s), building from source; remove "
+        dfr_rt_log(rt, 1,
+            "kernel cache: %s: %s; cannot remove it (%s), building from source; remove "
                    "it by hand", path, reason, strerror(errno));
 }
 
@@ -131,7 +132,7 @@ static cl_program load_cached(dfr_runtime *rt, const char *path, const char *key
         char reason[512];
         snprintf(reason, sizeof reason, "%s", why);
         dfr_error_clear();
-        drop_entry(path, reason);
+        drop_entry(rt, path, reason);
         return NULL;
     }
     const unsigned char *bin = NULL;
@@ -139,7 +140,7 @@ static cl_program load_cached(dfr_runtime *rt, const char *path, const char *key
     int status = dfr_cache_entry_parse(buf, len, key, &bin, &bin_len);
     if (status != DFR_CACHE_ENTRY_OK) {
         free(buf);
-        drop_entry(path, dfr_cache_entry_reason(status));
+        drop_entry(rt, path, dfr_cache_entry_reason(status));
         return NULL;
     }
     cl_int bin_status = CL_SUCCESS, err;
@@ -161,7 +162,7 @@ static cl_program load_cached(dfr_runtime *rt, const char *path, const char *key
     }
     if (reason[0]) {
         if (p) clReleaseProgram(p);
-        drop_entry(path, reason);
+        drop_entry(rt, path, reason);
         return NULL;
     }
     return p;
@@ -189,7 +190,7 @@ static void store_cached(dfr_runtime *rt, cl_program p, const char *key, const c
         } else if (!rc)
             rc = dfr_atomic_commit(&af);
         if (rc) {
-            dfr_log(2, "cache: cannot write %s: %s (continuing without)", path,
+            dfr_rt_log(rt, 2, "cache: cannot write %s: %s (continuing without)", path,
                     dfrcl_last_error());
             dfr_error_clear();
         }
@@ -220,7 +221,7 @@ int dfr_program_build(dfr_runtime *rt, const char *name, int n, const char *cons
         *out = NULL;
         return dfr_cl_error(err, "clCreateProgramWithSource");
     }
-    dfr_log(2, "building %s %s", name, opts);
+    dfr_rt_log(rt, 2, "building %s %s", name, opts);
     err = clBuildProgram(*out, 1, &rt->device, opts, NULL, NULL);
     if (err != CL_SUCCESS) {
         int rc = build_log_error(rt, *out, name, opts, err);
@@ -263,7 +264,7 @@ int dfr_program_get(dfr_runtime *rt, const char *file, const char *options, cl_p
         cache_key(rt, common, src, opts, e->key);
         snprintf(e->cache_path, sizeof e->cache_path, "%s/%s.clbin", rt->cache_dir, e->key);
         prog = load_cached(rt, e->cache_path, e->key, opts);
-        if (prog) dfr_log(2, "cache: loaded %s for %s", e->cache_path, file);
+        if (prog) dfr_rt_log(rt, 2, "cache: loaded %s for %s", e->cache_path, file);
         e->from_cache = prog != NULL;
     }
     if (!prog) {
@@ -289,7 +290,7 @@ static int rebuild_uncached(dfr_runtime *rt, dfr_program_entry *e, const char *k
 {
     char reason[300];
     snprintf(reason, sizeof reason, "lacks kernel %s (%s)", kernel, dfrcl_status_name(err));
-    drop_entry(e->cache_path, reason);
+    drop_entry(rt, e->cache_path, reason);
     char opts[2048];
     full_options(e->options, opts, sizeof opts);
     cl_program prog = NULL;

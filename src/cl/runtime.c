@@ -301,7 +301,7 @@ static const char *default_cache_dir(char *buf, size_t n, const char *requested)
 
 /* A cache folder that is a file, cannot be created or is not writable turns the cache off with
  * one warning (a run never fails for its cache); a usable one loses its stale temp files. */
-static void check_cache_dir(char *dir, const char *origin)
+static void check_cache_dir(const dfr_runtime *rt, char *dir, const char *origin)
 {
     if (!dir[0]) return;
     struct stat st;
@@ -319,7 +319,7 @@ static void check_cache_dir(char *dir, const char *origin)
         why = msg;
     }
     if (why) {
-        dfr_log(1, "warning: %s %s %s; running without the kernel cache, so kernels are "
+        dfr_rt_log(rt, 1, "warning: %s %s %s; running without the kernel cache, so kernels are "
                    "compiled on every run (set DFRCL_CACHE_DIR to a writable folder, or to \"\" "
                    "to turn the cache off quietly)", origin, dir, why);
         dir[0] = 0;
@@ -330,9 +330,65 @@ static void check_cache_dir(char *dir, const char *origin)
 
 void dfr_program_cache_free(dfr_runtime *rt); /* program.c */
 
+/* ---- settings read at open ---- */
+
+static const char *const dfr_env_names[] = {
+    "DFRCL_GEMM",         "DFRCL_GEMM_TUNE", "DFRCL_CONV_TUNE",        "DFRCL_REGIONAL_TUNE",
+    "DFRCL_SCORE_TUNE",   "DFRCL_CAE_LS",    "DFRCL_CLBLAST_DEFAULTS", "DFRCL_TUNED",
+    "DFRCL_FAULT",        "DFRCL_COPY_TRANSFERS",
+};
+_Static_assert(sizeof dfr_env_names / sizeof dfr_env_names[0] == DFR_ENV_COUNT,
+               "DFR_ENV_COUNT is the length of dfr_env_names");
+
+const char *dfr_rt_getenv(const dfr_runtime *rt, const char *name)
+{
+    for (int i = 0; rt && i < DFR_ENV_COUNT; i++)
+        if (!strcmp(dfr_env_names[i], name)) return rt->env[i];
+    return NULL;
+}
+
+static void env_free(dfr_runtime *rt)
+{
+    for (int i = 0; i < DFR_ENV_COUNT; i++) {
+        free(rt->env[i]);
+        rt->env[i] = NULL;
+    }
+}
+
+int dfr_runtime_reload_env(dfr_runtime *rt)
+{
+    env_free(rt);
+    for (int i = 0; i < DFR_ENV_COUNT; i++) {
+        const char *v = getenv(dfr_env_names[i]);
+        if (v && !(rt->env[i] = strdup(v))) {
+            env_free(rt);
+            return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+        }
+    }
+    return DFRCL_OK;
+}
+
+void dfr_rt_log(const dfr_runtime *rt, int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (rt) dfr_vlog(rt->log, rt->log_user, rt->verbosity, level, fmt, ap);
+    else dfr_vlog(NULL, NULL, DFR_VERBOSITY_GLOBAL, level, fmt, ap);
+    va_end(ap);
+}
+
 int dfr_runtime_open(dfr_runtime **out, const char *selector, const char *cache_dir, int profiling)
 {
+    dfr_runtime_opts o = {.selector = selector, .cache_dir = cache_dir, .profiling = profiling,
+                          .verbosity = DFR_VERBOSITY_GLOBAL};
+    return dfr_runtime_open_opts(out, &o);
+}
+
+int dfr_runtime_open_opts(dfr_runtime **out, const dfr_runtime_opts *o)
+{
     *out = NULL;
+    const char *selector = o->selector, *cache_dir = o->cache_dir;
+    const int profiling = o->profiling;
     dfrcl_device_info *infos = NULL;
     cl_device_id *ids = NULL;
     cl_platform_id *plats = NULL;
@@ -353,14 +409,23 @@ int dfr_runtime_open(dfr_runtime **out, const char *selector, const char *cache_
     rt->device = ids[chosen];
     rt->platform = plats[chosen];
     rt->profiling = profiling;
+    rt->verbosity = o->verbosity;
+    rt->log = o->log;
+    rt->log_user = o->log_user;
+    rc = dfr_runtime_reload_env(rt);
+    if (rc) {
+        free(rt);
+        goto fail;
+    }
     const char *origin = default_cache_dir(rt->cache_dir, sizeof rt->cache_dir, cache_dir);
-    check_cache_dir(rt->cache_dir, origin);
+    check_cache_dir(rt, rt->cache_dir, origin);
 
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)rt->platform, 0};
     rt->context = clCreateContext(props, 1, &rt->device, NULL, NULL, &err);
     if (err != CL_SUCCESS) {
         rc = dfr_cl_error(err, "clCreateContext");
+        env_free(rt);
         free(rt);
         goto fail;
     }
@@ -374,6 +439,7 @@ int dfr_runtime_open(dfr_runtime **out, const char *selector, const char *cache_
         for (int i = 0; i < 3; i++)
             if (qs[i]) clReleaseCommandQueue(qs[i]);
         clReleaseContext(rt->context);
+        env_free(rt);
         free(rt);
         goto fail;
     }
@@ -381,7 +447,8 @@ int dfr_runtime_open(dfr_runtime **out, const char *selector, const char *cache_
     if (clGetDeviceInfo(rt->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified,
                         NULL) == CL_SUCCESS)
         rt->unified_memory = unified == CL_TRUE;
-    dfr_log(1, "device [%d] %s (%s, %s)", rt->info.index, rt->info.name, rt->info.platform_name,
+    dfr_rt_log(rt, 1,
+        "device [%d] %s (%s, %s)", rt->info.index, rt->info.name, rt->info.platform_name,
             rt->info.is_gpu ? "GPU" : rt->info.is_cpu ? "CPU" : "other");
     *out = rt;
 fail:
@@ -407,6 +474,7 @@ void dfr_runtime_close(dfr_runtime **prt)
     if (rt->up_queue) clReleaseCommandQueue(rt->up_queue);
     if (rt->down_queue) clReleaseCommandQueue(rt->down_queue);
     if (rt->context) clReleaseContext(rt->context);
+    env_free(rt);
     free(rt);
     *prt = NULL;
 }
@@ -674,22 +742,4 @@ int dfr_profile_collect(dfr_runtime *rt, dfr_prof_sum *sums, int max_sums, int *
     dfr_profile_clear(rt);
     *n_sums = n;
     return rc;
-}
-
-int dfr_tune_env(const dfr_runtime *rt, const char *var, const char *expect, int v[6])
-{
-    const char *env = getenv(var);
-    if (!env || !*env) return 0;
-    for (int i = 0; i < 6; i++) v[i] = 0;
-    char tail = 0;
-    int n = sscanf(env, "%d,%d,%d,%d,%d,%d%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail);
-    int ok = n == 3 || n == 6;
-    for (int i = 3; i < 6; i++) ok = ok && v[i] >= 0 && v[i] <= 1024 && (v[i] > 0) == (v[3] > 0);
-    ok = ok && (size_t)v[3] * v[4] * v[5] <= rt->info.max_work_group_size;
-    if (!ok)
-        return dfr_error(DFRCL_ERR_INVALID_ARG,
-                         "%s=\"%s\": expected %s, and local sizes all 0 or all 1..1024 (at most "
-                         "%zu work-items)",
-                         var, env, expect, rt->info.max_work_group_size);
-    return 1;
 }

@@ -11,8 +11,15 @@
 
 #include "cl/clinc.h"
 #include "dfrcl.h"
+#include "util/error.h"
 
 typedef struct dfr_program_entry dfr_program_entry;
+
+/* The environment variables dfrcl's library reads (tuning overrides, backend choices, test
+ * hooks), captured once when a runtime opens: the ops read the runtime's copy
+ * (dfr_rt_getenv), so a runtime keeps the settings it opened with whatever another thread or a
+ * later setenv does, and no op calls getenv. Listed in runtime.c (dfr_env_names). */
+#define DFR_ENV_COUNT 10
 
 /* A profiling record: one kernel launch or transfer under a stage label. */
 typedef struct dfr_prof_event {
@@ -40,6 +47,18 @@ typedef struct dfr_runtime {
     size_t n_prof, cap_prof;
     /* Modules that keep per-runtime state (the GEMM's scratch buffers) release it here. */
     void (*release_hooks[8])(struct dfr_runtime *rt);
+    /* Per-runtime state of modules (src/ops/gemm.c, src/ops/tunables.c), made at first use and
+     * freed by their release hooks. A runtime is used by one thread at a time, so they need no
+     * lock; process-wide state lives only where a library keeps it (CLBlast), under a mutex. */
+    struct dfr_gemm_state *gemm;
+    struct dfr_tune_state *tune;
+    char *env[DFR_ENV_COUNT]; /* values at open (malloc'd; NULL: unset) */
+    /* Messages of library code working on this runtime (dfr_rt_log): shown up to `verbosity`
+     * (0 quiet, 1 info, 2 debug; DFR_VERBOSITY_GLOBAL follows dfr_verbosity, the default), on
+     * stderr, or handed to `log` when set. */
+    int verbosity;
+    dfr_log_fn log;
+    void *log_user;
     struct dfr_mem_account *mem; /* bytes held by dfr_buffer_new's buffers (NULL: none yet) */
     /* Storage precision of activations in inference (--precision): 0 fp32, 1 fp16. Which buffers
      * it covers: kernels/common.cl. Set it before making buffers; training ignores it (fp32). */
@@ -57,6 +76,18 @@ static inline const char *dfr_act_opts(const dfr_runtime *rt)
     return rt && rt->half ? " -DDFR_HALF=1" : "";
 }
 
+/* rt's value of environment variable `name` when it opened (NULL when unset or rt is NULL).
+ * `name` must be one of runtime.c's dfr_env_names. */
+const char *dfr_rt_getenv(const dfr_runtime *rt, const char *name);
+/* Reads the environment again into rt (tests and tools that change a variable between runs);
+ * module state that depends on it (the GEMM backend) is recomputed at its next use. Call it
+ * while no other thread uses rt. */
+int dfr_runtime_reload_env(dfr_runtime *rt);
+
+/* Logging for code that works on a runtime: rt's verbosity and logger (see dfr_runtime);
+ * rt NULL: the process-wide dfr_log. */
+void dfr_rt_log(const dfr_runtime *rt, int level, const char *fmt, ...) DFR_PRINTF(3, 4);
+
 /* Registers fn to run when rt is closed (once per fn; at most 8). */
 int dfr_runtime_add_release_hook(dfr_runtime *rt, void (*fn)(dfr_runtime *rt));
 /* Records a profiling event taken elsewhere (a library's launch) under `label`; takes ownership. */
@@ -71,6 +102,17 @@ int dfr_list_devices(dfrcl_device_info **out, int *count, cl_device_id **ids,
  * substring; NULL or "" = DFRCL_DEVICE, else the first GPU, else the first device).
  * cache_dir: NULL = DFRCL_CACHE_DIR / XDG default; "" = no cache. */
 int dfr_runtime_open(dfr_runtime **rt, const char *selector, const char *cache_dir, int profiling);
+
+/* dfr_runtime_open with the runtime's logging set from the start (the device line and cache
+ * warnings of the open itself go through it). */
+typedef struct dfr_runtime_opts {
+    const char *selector, *cache_dir; /* as dfr_runtime_open's */
+    int profiling;
+    int verbosity; /* 0, 1, 2, or DFR_VERBOSITY_GLOBAL */
+    dfr_log_fn log; /* NULL: stderr */
+    void *log_user;
+} dfr_runtime_opts;
+int dfr_runtime_open_opts(dfr_runtime **rt, const dfr_runtime_opts *o);
 void dfr_runtime_close(dfr_runtime **rt);
 
 /* The devices a selector list names: "all", or comma-separated entries each an index or a name
@@ -135,12 +177,6 @@ int dfr_finish(dfr_runtime *rt);
 /* Turns a failed OpenCL call into a dfrcl error: "<what>: CL_NAME (code)"; memory failures become
  * DFRCL_ERR_DEVICE_MEMORY with advice. Returns DFRCL_OK when err == CL_SUCCESS. */
 int dfr_cl_error(cl_int err, const char *what);
-
-/* Reads a tuning override "a,b,c[,lx,ly,lz]" from environment variable `var` into v[6] (local
- * sizes 0 when absent). Returns 0 when unset, 1 when read, DFRCL_ERR_INVALID_ARG (naming the
- * variable and `expect`) when malformed or the local sizes do not fit the device. The caller
- * checks the first three values' ranges. */
-int dfr_tune_env(const dfr_runtime *rt, const char *var, const char *expect, int v[6]);
 
 /* Sets kernel arguments in order; each pair is (size, pointer). Stops at size 0. */
 int dfr_set_args(cl_kernel k, const char *kname, ...);

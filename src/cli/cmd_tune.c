@@ -194,9 +194,10 @@ static int measure(bench *b, dfr_tk k, const int *v, double *ms)
     char s[256];
     dfr_tune_format(tk, v, s, sizeof s);
     setenv(tk->env, s, 1);
+    int rc = dfr_runtime_reload_env(b->rt); /* a runtime reads the environment at open */
+    if (rc) return rc;
     dfr_conv_weights cw[16];
     memset(cw, 0, sizeof cw);
-    int rc = DFRCL_OK;
     if (k == DFR_TK_CONV) {
         /* Weights are laid out for the channel tile: upload them for this variant. */
         size_t most = 512 * 512 * 9;
@@ -543,6 +544,7 @@ int cmd_tune(int argc, char **argv)
         share_left -= tuned[i].share;
         run_search(&s, &db.e[k]);
         unsetenv(dfr_tune_kernels[k].env);
+        rc = dfr_runtime_reload_env(rt);
         if (!quiet && isatty(2)) fprintf(stderr, "\r\033[K");
         char v[256];
         dfr_tune_format(&dfr_tune_kernels[k], s.best, v, sizeof v);
@@ -603,6 +605,7 @@ int cli_tune_compare(dfr_runtime *rt, int layers, int size, int reps)
         if (saved) setenv(tk->env, saved, 1);
         else unsetenv(tk->env);
         free(saved);
+        if (!rc) rc = dfr_runtime_reload_env(rt);
         char v[256];
         dfr_tune_format(tk, db.e[k].v, v, sizeof v);
         if (!rc) printf("%-9s %12.2f %12.2f %7.2fx  %s\n", tk->name, dm, tm, tm > 0 ? dm / tm : 0, v);

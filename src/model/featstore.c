@@ -286,7 +286,7 @@ int dfr_fs_open(dfr_fs **out, dfr_runtime *rt, int n, int channels, int npos, co
             rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
         if (!rc) {
             if (pthread_create(&fs->worker, NULL, read_ahead, fs) == 0) fs->worker_on = 1;
-            else dfr_log(1, "feature store: no read-ahead thread; reading in line");
+            else dfr_rt_log(rt, 1, "feature store: no read-ahead thread; reading in line");
         }
     }
     if (!rc && place != DFR_FS_DEVICE)
@@ -296,7 +296,7 @@ int dfr_fs_open(dfr_fs **out, dfr_runtime *rt, int n, int channels, int npos, co
         dfr_fs_close(&fs);
         return rc;
     }
-    dfr_log(1, "training features: %d x %.1f MiB as %s on the %s%s%s, %.0f MiB in memory", n,
+    dfr_rt_log(rt, 1, "training features: %d x %.1f MiB as %s on the %s%s%s, %.0f MiB in memory", n,
             fs->img_bytes / MIB, prec == 16 ? "fp16" : "fp32", dfr_fs_place_name(place),
             place == DFR_FS_DISK ? " in " : "", place == DFR_FS_DISK ? fs->dir : "",
             dfr_fs_need(place, prec, n, channels, npos, o->batch) / MIB);

@@ -202,7 +202,7 @@ static int set_threshold(dfr_model *m, dfr_fs *fs, const char *const *images, in
     }
     if (!rc) {
         m->info.threshold = top.h[0];
-        dfr_log(1, "threshold %.6g (pixel false-positive rate %g on the training images)",
+        dfr_rt_log(m->rt, 1, "threshold %.6g (pixel false-positive rate %g on the training images)",
                 m->info.threshold, o->fpr);
     }
     free(top.h);
@@ -612,11 +612,12 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
                 rc = dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint past the last epoch", o.checkpoint);
             if (!rc) {
                 resumed = 1;
-                dfr_log(1, "resuming from %s: epoch %d, step %lld, %.0f s trained", o.checkpoint,
+                dfr_rt_log(rt, 1,
+                    "resuming from %s: epoch %d, step %lld, %.0f s trained", o.checkpoint,
                         ts.epoch + (ts.next > 0), (long long)ts.step, ts.seconds);
             }
         } else if (!rc && access(o.checkpoint, F_OK) == 0) {
-            dfr_log(1, "%s exists: starting afresh (--resume continues it)", o.checkpoint);
+            dfr_rt_log(rt, 1, "%s exists: starting afresh (--resume continues it)", o.checkpoint);
         }
     }
 
@@ -644,7 +645,8 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
                                   budget / MIB, reserve / MIB);
     }
     if (!rc) {
-        dfr_log(1, "memory budget %.0f MiB%s: features %s fp%d, autoencoder and buffers about "
+        dfr_rt_log(rt, 1,
+            "memory budget %.0f MiB%s: features %s fp%d, autoencoder and buffers about "
                    "%.0f MiB",
                 budget / MIB, o.memory > 0 ? "" : " (auto)", dfr_fs_place_name(dfr_fs_where(fs)),
                 dfr_fs_precision(fs), reserve / MIB);
@@ -657,7 +659,7 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
         double kept = 0;
         rc = dfr_pca_latent_each(rt, np, C, P, pca_load, fs, o.pca_keep, &info->latent, &kept);
         if (!rc)
-            dfr_log(1, "PCA on %d image(s): latent size %d keeps %.1f%% of the variance", np,
+            dfr_rt_log(rt, 1, "PCA on %d image(s): latent size %d keeps %.1f%% of the variance", np,
                     info->latent, 100 * kept);
     }
     if (!rc && info->latent > d_guess) {
@@ -692,7 +694,8 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
         if (!perm || !pick || !scratch) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     }
     if (!rc)
-        dfr_log(1, "recipe %s: Adam lr %g, batch %d, %d of %d positions per image a step, %s%d "
+        dfr_rt_log(rt, 1,
+            "recipe %s: Adam lr %g, batch %d, %d of %d positions per image a step, %s%d "
                    "epochs",
                 dfr_recipe_name(o.recipe), (double)o.lr, o.batch, k, P,
                 o.patience > 0 ? "stop when the loss levels off, at most " : "", o.epochs);
@@ -728,7 +731,8 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
                 rc = write_checkpoint(o.checkpoint, m->cae, &ts, ts.seconds + now_s() - t_start,
                                       &id, info->latent, dfr_fs_precision(fs), &o);
                 t_ck = now_s();
-                if (!rc) dfr_log(2, "checkpoint %s: epoch %d, step %lld", o.checkpoint, ts.epoch + 1,
+                if (!rc) dfr_rt_log(rt, 2,
+                    "checkpoint %s: epoch %d, step %lld", o.checkpoint, ts.epoch + 1,
                                  (long long)ts.step);
             }
             if (!rc && stop) {
@@ -764,7 +768,8 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
             t_ck += now_s() - t_eval;
         }
         if (ts.done)
-            dfr_log(1, "the loss has levelled off: stopped after epoch %d (loss %.6g)", ts.epoch, loss);
+            dfr_rt_log(rt, 1,
+                "the loss has levelled off: stopped after epoch %d (loss %.6g)", ts.epoch, loss);
     }
     if (!rc) rc = check_converged(&ts, &o);
     /* A diverged run is not worth resuming: with the same options it diverges again. */
@@ -780,7 +785,7 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
         info->epochs = ts.epoch;
         info->final_loss = ts.last_loss;
         info->steps = dfr_cae_steps(m->cae);
-        dfr_log(1, "trained %d epochs, %lld steps in %.1f s", ts.epoch, (long long)ts.step,
+        dfr_rt_log(rt, 1, "trained %d epochs, %lld steps in %.1f s", ts.epoch, (long long)ts.step,
                 ts.seconds + now_s() - t_start);
     }
     dfr_buffer_release(&batch);

@@ -34,35 +34,54 @@
 #include "ops/tunables.h"
 #include "util/error.h"
 
-/* ---- backend choice ---- */
+/* ---- per-runtime state ---- */
 
-#define GEMM_MAX_RT 16
-static pthread_mutex_t gemm_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the tables below */
-static struct {
-    dfr_runtime *rt;
-    dfr_gemm_backend b;
-} backend_table[GEMM_MAX_RT];
+/* What dfr_gemm keeps for one runtime (rt->gemm), made at first use, freed with the runtime. */
+struct dfr_gemm_state {
+    dfr_gemm_backend b; /* set by dfr_gemm_set_backend; AUTO: DFRCL_GEMM or the device's */
+    int warned;         /* a bad DFRCL_GEMM was reported */
+    /* The packed operands of gemm_reg, kept between calls: allocating and first-touching
+     * ~100 MB for every product costs more than the packing itself. Reuse is safe because the
+     * queue is in order: the next product's packing runs after the last one's kernel. */
+    cl_mem buf[2];
+    size_t bytes[2];
+};
+
+void dfr_gemm_release(dfr_runtime *rt)
+{
+    if (!rt || !rt->gemm) return;
+    for (int i = 0; i < 2; i++) {
+        dfr_buffer_release(&rt->gemm->buf[i]);
+        rt->gemm->bytes[i] = 0;
+    }
+}
+
+/* The release hook: all of it, when rt closes. */
+static void state_free(dfr_runtime *rt)
+{
+    dfr_gemm_release(rt);
+    free(rt->gemm);
+    rt->gemm = NULL;
+}
+
+static int state_get(dfr_runtime *rt, struct dfr_gemm_state **out)
+{
+    if (!rt->gemm) {
+        int rc = dfr_runtime_add_release_hook(rt, state_free);
+        if (rc) return rc;
+        rt->gemm = calloc(1, sizeof *rt->gemm);
+        if (!rt->gemm) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    }
+    *out = rt->gemm;
+    return DFRCL_OK;
+}
+
+/* ---- backend choice ---- */
 
 void dfr_gemm_set_backend(dfr_runtime *rt, dfr_gemm_backend b)
 {
-    pthread_mutex_lock(&gemm_lock);
-    int slot = -1, free_slot = -1;
-    for (int i = 0; i < GEMM_MAX_RT; i++) {
-        if (backend_table[i].rt == rt) slot = i;
-        if (!backend_table[i].rt && free_slot < 0) free_slot = i;
-    }
-    if (slot >= 0 && b == DFR_GEMM_AUTO) backend_table[slot].rt = NULL;
-    else if (slot >= 0) backend_table[slot].b = b;
-    else if (b != DFR_GEMM_AUTO) {
-        if (free_slot < 0) { /* full (runtimes closed without dfr_gemm_release): drop the first */
-            memmove(&backend_table[0], &backend_table[1],
-                    sizeof backend_table[0] * (GEMM_MAX_RT - 1));
-            free_slot = GEMM_MAX_RT - 1;
-        }
-        backend_table[free_slot].rt = rt;
-        backend_table[free_slot].b = b;
-    }
-    pthread_mutex_unlock(&gemm_lock);
+    struct dfr_gemm_state *st = NULL;
+    if (rt && !state_get(rt, &st)) st->b = b;
 }
 
 const char *dfr_gemm_backend_name(dfr_gemm_backend b)
@@ -84,25 +103,16 @@ static dfr_gemm_backend own_for_device(const dfr_runtime *rt)
 
 dfr_gemm_backend dfr_gemm_backend_in_use(dfr_runtime *rt)
 {
-    dfr_gemm_backend b = DFR_GEMM_AUTO;
-    pthread_mutex_lock(&gemm_lock);
-    for (int i = 0; i < GEMM_MAX_RT; i++)
-        if (backend_table[i].rt == rt) b = backend_table[i].b;
-    pthread_mutex_unlock(&gemm_lock);
-    if (b == DFR_GEMM_AUTO) {
-        const char *env = getenv("DFRCL_GEMM");
-        if (env && *env) {
-            if (strcmp(env, "own") == 0) b = DFR_GEMM_OWN;
-            else if (strcmp(env, "clblast") == 0) b = DFR_GEMM_CLBLAST;
-            else if (strcmp(env, "own-reg") == 0) b = DFR_GEMM_OWN_REG;
-            else if (strcmp(env, "own-lds") == 0) b = DFR_GEMM_OWN_LDS;
-            else {
-                static int warned;
-                if (!warned++)
-                    dfr_log(1, "DFRCL_GEMM=%s is not one of own, clblast, own-reg, own-lds; "
-                               "ignoring it", env);
-            }
-        }
+    dfr_gemm_backend b = rt->gemm ? rt->gemm->b : DFR_GEMM_AUTO;
+    const char *env = dfr_rt_getenv(rt, "DFRCL_GEMM"); /* as it was when rt opened */
+    if (b == DFR_GEMM_AUTO && env && *env) {
+        if (strcmp(env, "own") == 0) b = DFR_GEMM_OWN;
+        else if (strcmp(env, "clblast") == 0) b = DFR_GEMM_CLBLAST;
+        else if (strcmp(env, "own-reg") == 0) b = DFR_GEMM_OWN_REG;
+        else if (strcmp(env, "own-lds") == 0) b = DFR_GEMM_OWN_LDS;
+        else if (rt->gemm && !rt->gemm->warned++)
+            dfr_rt_log(rt, 1, "DFRCL_GEMM=%s is not one of own, clblast, own-reg, own-lds; "
+                              "ignoring it", env);
     }
     if (b == DFR_GEMM_AUTO) b = rt->info.is_cpu ? DFR_GEMM_OWN : DFR_GEMM_CLBLAST;
     if (b == DFR_GEMM_OWN) b = own_for_device(rt);
@@ -266,63 +276,20 @@ typedef struct gemm_opts {
 
 /* ---- packing scratch of gemm_reg ---- */
 
-/* The packed operands live in two buffers per runtime, kept between calls: allocating and
- * first-touching ~100 MB for every product costs more than the packing itself. Reuse is safe
- * because the queue is in order: the next product's packing runs after the last one's kernel. */
-static struct {
-    dfr_runtime *rt;
-    cl_context ctx;
-    cl_mem buf[2];
-    size_t bytes[2];
-} scratch_table[GEMM_MAX_RT];
-
-static void scratch_free(int slot)
-{
-    for (int i = 0; i < 2; i++) {
-        dfr_buffer_release(&scratch_table[slot].buf[i]);
-        scratch_table[slot].bytes[i] = 0;
-    }
-    scratch_table[slot].rt = NULL;
-    scratch_table[slot].ctx = NULL;
-}
-
-void dfr_gemm_release(dfr_runtime *rt)
-{
-    pthread_mutex_lock(&gemm_lock);
-    for (int i = 0; i < GEMM_MAX_RT; i++) {
-        if (scratch_table[i].rt == rt) scratch_free(i);
-        if (backend_table[i].rt == rt) backend_table[i].rt = NULL;
-    }
-    pthread_mutex_unlock(&gemm_lock);
-}
-
 /* Buffer `which` (0: A, 1: B) of rt's scratch, at least `bytes` long. */
 static int scratch_get(dfr_runtime *rt, int which, size_t bytes, cl_mem *out)
 {
-    pthread_mutex_lock(&gemm_lock);
-    int slot = -1, free_slot = -1;
-    for (int i = 0; i < GEMM_MAX_RT; i++) {
-        if (scratch_table[i].rt == rt) slot = i;
-        if (!scratch_table[i].rt && free_slot < 0) free_slot = i;
-    }
-    /* A runtime closed and another opened at the same address: not the same buffers. */
-    if (slot >= 0 && scratch_table[slot].ctx != rt->context) scratch_free(slot), slot = -1;
-    if (slot < 0) {
-        if (free_slot < 0) scratch_free(free_slot = 0); /* full: the queue keeps in-flight ones */
-        slot = free_slot;
-        scratch_table[slot].rt = rt;
-        scratch_table[slot].ctx = rt->context;
-    }
-    int rc = DFRCL_OK;
-    if (scratch_table[slot].bytes[which] < bytes) {
-        dfr_buffer_release(&scratch_table[slot].buf[which]);
-        scratch_table[slot].bytes[which] = 0;
+    struct dfr_gemm_state *st = NULL;
+    int rc = state_get(rt, &st);
+    if (rc) return rc;
+    if (st->bytes[which] < bytes) {
+        dfr_buffer_release(&st->buf[which]);
+        st->bytes[which] = 0;
         rc = dfr_buffer_new(rt, bytes, CL_MEM_READ_WRITE, "gemm: packed operand",
-                            &scratch_table[slot].buf[which]);
-        if (!rc) scratch_table[slot].bytes[which] = bytes;
+                            &st->buf[which]);
+        if (!rc) st->bytes[which] = bytes;
     }
-    *out = scratch_table[slot].buf[which];
-    pthread_mutex_unlock(&gemm_lock);
+    *out = st->buf[which];
     return rc;
 }
 
@@ -488,17 +455,16 @@ static int clblast_status(CLBlastStatusCode s, const char *what)
 }
 
 /* On CPUs, CLBlast's default Xgemm parameters are ~3x slower than these (measured on the
- * 2-core PoCL machine: an 8 x 16 register tile per work-item, no local memory). Set once per device. */
-static void clblast_tune_cpu(dfr_runtime *rt)
+ * 2-core PoCL machine: an 8 x 16 register tile per work-item, no local memory). Set once per
+ * device: the override is CLBlast's own process-wide state, keyed by device, so the devices done
+ * are too, under a lock (runtimes on several threads). A runtime opened with
+ * DFRCL_CLBLAST_DEFAULTS sets nothing, but a device's parameters once set stay for the process. */
+#define CLBLAST_MAX_DEVICES 64
+static pthread_mutex_t clblast_lock = PTHREAD_MUTEX_INITIALIZER;
+static cl_device_id clblast_done[CLBLAST_MAX_DEVICES];
+
+static void clblast_override(dfr_runtime *rt)
 {
-    static cl_device_id done[GEMM_MAX_RT];
-    for (int i = 0; i < GEMM_MAX_RT; i++)
-        if (done[i] == rt->device) return;
-    for (int i = 0; i < GEMM_MAX_RT; i++)
-        if (!done[i]) {
-            done[i] = rt->device;
-            break;
-        }
     static const char *names[] = {"GEMMK", "KREG", "KWG",  "KWI", "MDIMA", "MDIMC",
                                   "MWG",   "NDIMB", "NDIMC", "NWG", "SA",    "SB",
                                   "STRM",  "STRN", "VWM",  "VWN"};
@@ -506,15 +472,28 @@ static void clblast_tune_cpu(dfr_runtime *rt)
     CLBlastStatusCode s = CLBlastOverrideParameters(rt->device, "Xgemm", CLBlastPrecisionSingle,
                                                     sizeof names / sizeof names[0], names, values);
     if (s != CLBlastSuccess)
-        dfr_log(1, "CLBlast rejected dfrcl's Xgemm parameters for %s (status %d); using its "
+        dfr_rt_log(rt, 1, "CLBlast rejected dfrcl's Xgemm parameters for %s (status %d); using its "
                    "defaults", rt->info.name, (int)s);
+}
+
+static void clblast_tune_cpu(dfr_runtime *rt)
+{
+    if (dfr_rt_getenv(rt, "DFRCL_CLBLAST_DEFAULTS")) return;
+    pthread_mutex_lock(&clblast_lock);
+    int i = 0;
+    while (i < CLBLAST_MAX_DEVICES && clblast_done[i] && clblast_done[i] != rt->device) i++;
+    if (i == CLBLAST_MAX_DEVICES || !clblast_done[i]) { /* full: set again, harmless */
+        clblast_override(rt);
+        if (i < CLBLAST_MAX_DEVICES) clblast_done[i] = rt->device;
+    }
+    pthread_mutex_unlock(&clblast_lock);
 }
 
 static int clblast_gemm(dfr_runtime *rt, const dfr_gemm_desc *g, const char *label)
 {
     cl_event ev = NULL, *evp = rt->profiling ? &ev : NULL;
     int rc;
-    if (rt->info.is_cpu && !getenv("DFRCL_CLBLAST_DEFAULTS")) clblast_tune_cpu(rt);
+    if (rt->info.is_cpu) clblast_tune_cpu(rt);
     CLBlastTranspose ta = g->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastTranspose tb = g->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;
     cl_command_queue q = rt->queue;
@@ -551,8 +530,8 @@ int dfr_gemm(dfr_runtime *rt, const dfr_gemm_desc *g, const char *label)
     int rc = check_desc(g);
     if (rc || g->m == 0 || g->n == 0) return rc;
     if (!label) label = "gemm";
-    /* The scratch buffers kept for rt are freed when it closes. */
-    rc = dfr_runtime_add_release_hook(rt, dfr_gemm_release);
+    struct dfr_gemm_state *st = NULL; /* made now, so a bad DFRCL_GEMM is reported */
+    rc = state_get(rt, &st);
     if (rc) return rc;
     dfr_gemm_backend b = dfr_gemm_backend_in_use(rt);
     /* Products with nothing to multiply are a scaling of C: the own kernel does it. So are those

@@ -42,7 +42,8 @@ typedef struct dfr_gemm_desc {
 int dfr_gemm(dfr_runtime *rt, const dfr_gemm_desc *g, const char *label);
 
 /* Which implementation dfr_gemm uses on a runtime.
- * AUTO: the environment variable DFRCL_GEMM (own | clblast), read at each call, else the faster
+ * AUTO: the environment variable DFRCL_GEMM (own | clblast) as it was when the runtime opened
+ *       (dfr_runtime_reload_env reads it again), else the faster
  *       one for the device type: the own register-tiled kernel on CPUs, CLBlast on GPUs and
  *       accelerators (its per-device tuning database covers far more GPUs than our one
  *       untuned local-memory kernel; see gemm.c).
@@ -57,17 +58,17 @@ typedef enum {
     DFR_GEMM_OWN_LDS,
 } dfr_gemm_backend;
 
-/* Sets the backend for one runtime (kept in a small table keyed by the pointer; AUTO removes the
- * entry). Not thread-safe: call it while no other thread runs dfr_gemm. */
+/* Sets the backend for one runtime (kept in rt->gemm; AUTO goes back to the environment's or the
+ * device's). Like every use of a runtime, from the one thread that uses rt at the time. */
 void dfr_gemm_set_backend(dfr_runtime *rt, dfr_gemm_backend b);
 /* The implementation the next dfr_gemm on rt will use: OWN_REG, OWN_LDS or CLBLAST. */
 dfr_gemm_backend dfr_gemm_backend_in_use(dfr_runtime *rt);
 /* "own-reg", "own-lds", "clblast", ... */
 const char *dfr_gemm_backend_name(dfr_gemm_backend b);
 
-/* Frees what dfr_gemm keeps for rt (the packing buffers of the own CPU kernel, ~100 MB at DFR's
- * sizes, and the backend setting). dfr_runtime_close should call it; calling it between products
- * is harmless (the next product allocates again). */
+/* Frees the packing buffers dfr_gemm keeps for rt (those of the own CPU kernel, ~100 MB at DFR's
+ * sizes); the backend setting stays. Harmless between products (the next one allocates again);
+ * dfr_runtime_close frees everything in rt->gemm. */
 void dfr_gemm_release(dfr_runtime *rt);
 
 #endif

@@ -1,6 +1,5 @@
 /* The kernels' tunables (see tunables.h) and the per-device tuning database. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,52 +301,36 @@ void dfr_tune_defines(const dfr_tune_kernel *k, const int *v, char *buf, size_t 
 
 /* ---- the database, read once per runtime ---- */
 
-#define DB_SLOTS 16
-static pthread_mutex_t db_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-    dfr_runtime *rt;
+/* rt->tune: made at first use, freed with the runtime. */
+struct dfr_tune_state {
     int loaded, off, set_off;
     dfr_tune_db db;
-} db_cache[DB_SLOTS];
+};
 
-static void db_forget(dfr_runtime *rt)
+static void tune_state_free(dfr_runtime *rt)
 {
-    pthread_mutex_lock(&db_lock);
-    for (int i = 0; i < DB_SLOTS; i++)
-        if (db_cache[i].rt == rt) db_cache[i].rt = NULL;
-    pthread_mutex_unlock(&db_lock);
+    free(rt->tune);
+    rt->tune = NULL;
 }
 
-/* The slot of rt (created when absent; the oldest reused when full). Called under db_lock. */
-static int db_slot(dfr_runtime *rt)
+static struct dfr_tune_state *tune_state(dfr_runtime *rt)
 {
-    int free_slot = -1;
-    for (int i = 0; i < DB_SLOTS; i++) {
-        if (db_cache[i].rt == rt) return i;
-        if (!db_cache[i].rt && free_slot < 0) free_slot = i;
-    }
-    if (free_slot < 0) free_slot = 0;
-    memset(&db_cache[free_slot], 0, sizeof db_cache[free_slot]);
-    db_cache[free_slot].rt = rt;
-    return free_slot;
+    if (!rt->tune && !dfr_runtime_add_release_hook(rt, tune_state_free))
+        rt->tune = calloc(1, sizeof *rt->tune);
+    return rt->tune;
 }
 
 void dfr_tune_use_db(dfr_runtime *rt, int on)
 {
-    dfr_runtime_add_release_hook(rt, db_forget);
-    pthread_mutex_lock(&db_lock);
-    int s = db_slot(rt);
-    db_cache[s].off = !on;
-    db_cache[s].set_off = 1;
-    pthread_mutex_unlock(&db_lock);
+    struct dfr_tune_state *t = tune_state(rt);
+    if (!t) return;
+    t->off = !on;
+    t->set_off = 1;
 }
 
 void dfr_tune_db_reload(dfr_runtime *rt)
 {
-    pthread_mutex_lock(&db_lock);
-    for (int i = 0; i < DB_SLOTS; i++)
-        if (db_cache[i].rt == rt) db_cache[i].loaded = 0;
-    pthread_mutex_unlock(&db_lock);
+    if (rt->tune) rt->tune->loaded = 0;
 }
 
 /* rt's database entry for kernel `which` into e (have = 0 when none or disabled). */
@@ -355,20 +338,18 @@ static void db_lookup(dfr_runtime *rt, dfr_tk which, dfr_tune_entry *e)
 {
     memset(e, 0, sizeof *e);
     if (!rt->cache_dir[0]) return;
-    dfr_runtime_add_release_hook(rt, db_forget);
-    pthread_mutex_lock(&db_lock);
-    int s = db_slot(rt);
-    if (!db_cache[s].set_off) {
-        const char *env = getenv("DFRCL_TUNED");
-        db_cache[s].off = env && !strcmp(env, "0");
-        db_cache[s].set_off = 1;
+    struct dfr_tune_state *t = tune_state(rt);
+    if (!t) return; /* out of memory: the defaults */
+    if (!t->set_off) {
+        const char *env = dfr_rt_getenv(rt, "DFRCL_TUNED");
+        t->off = env && !strcmp(env, "0");
+        t->set_off = 1;
     }
-    if (!db_cache[s].off && !db_cache[s].loaded) {
-        dfr_tune_db_read(rt, &db_cache[s].db, NULL);
-        db_cache[s].loaded = 1;
+    if (!t->off && !t->loaded) {
+        dfr_tune_db_read(rt, &t->db, NULL);
+        t->loaded = 1;
     }
-    if (!db_cache[s].off) *e = db_cache[s].db.e[which];
-    pthread_mutex_unlock(&db_lock);
+    if (!t->off) *e = t->db.e[which];
 }
 
 int dfr_tune_resolve(dfr_runtime *rt, dfr_tk which, int *v, dfr_tune_source *from)
@@ -386,7 +367,7 @@ int dfr_tune_resolve(dfr_runtime *rt, dfr_tk which, int *v, dfr_tune_source *fro
             src = DFR_TUNE_FROM_DB;
         }
     }
-    const char *env = getenv(k->env);
+    const char *env = dfr_rt_getenv(rt, k->env); /* as it was when rt opened */
     if (env && *env) {
         int t[DFR_TUNE_MAX_PARAMS];
         memcpy(t, v, sizeof t);
@@ -425,9 +406,9 @@ int dfr_tune_db_path(const dfr_runtime *rt, char *path, size_t n)
     return 1;
 }
 
-static void db_warn(int *warned, const char *path, const char *what)
+static void db_warn(const dfr_runtime *rt, int *warned, const char *path, const char *what)
 {
-    dfr_log(0, "warning: tuning database %s %s; using the built-in defaults there (run "
+    dfr_rt_log(rt, 0, "warning: tuning database %s %s; using the built-in defaults there (run "
                "'dfrcl tune' to remake it)", path, what);
     if (warned) (*warned)++;
 }
@@ -478,14 +459,14 @@ int dfr_tune_db_read(const dfr_runtime *rt, dfr_tune_db *db, int *warned)
     if (dfr_read_file(path, &data, &len) != DFRCL_OK) {
         char what[512];
         snprintf(what, sizeof what, "cannot be read (%s)", dfrcl_last_error());
-        db_warn(warned, path, what);
+        db_warn(rt, warned, path, what);
         return DFRCL_OK;
     }
     cJSON *root = cJSON_ParseWithLength((const char *)data, len);
     free(data);
     const char *fmt = root ? json_str(root, "format") : NULL;
     if (!root || !fmt || strcmp(fmt, "dfrcl-tune 1") != 0) {
-        db_warn(warned, path, "is not a dfrcl tuning database (corrupt?)");
+        db_warn(rt, warned, path, "is not a dfrcl tuning database (corrupt?)");
         cJSON_Delete(root);
         return DFRCL_OK;
     }
@@ -496,7 +477,7 @@ int dfr_tune_db_read(const dfr_runtime *rt, dfr_tune_db *db, int *warned)
         char what[600];
         snprintf(what, sizeof what, "belongs to another device or driver (%s, %s)",
                  dev ? dev : "?", drv ? drv : "?");
-        db_warn(warned, path, what);
+        db_warn(rt, warned, path, what);
         cJSON_Delete(root);
         return DFRCL_OK;
     }
@@ -509,7 +490,7 @@ int dfr_tune_db_read(const dfr_runtime *rt, dfr_tune_db *db, int *warned)
         if (!entry_from_json(k, j, rt->info.max_work_group_size, &db->e[i], why, sizeof why)) {
             memset(&db->e[i], 0, sizeof db->e[i]);
             snprintf(what, sizeof what, "has an unusable entry for %s (%s)", k->name, why);
-            db_warn(warned, path, what);
+            db_warn(rt, warned, path, what);
         }
     }
     cJSON_Delete(root);

@@ -114,8 +114,9 @@ int dfr_tune_db_path(const dfr_runtime *rt, char *path, size_t n);
 int dfr_tune_db_read(const dfr_runtime *rt, dfr_tune_db *db, int *warned);
 /* Writes db atomically (temp file + rename) for rt's device. */
 int dfr_tune_db_write(const dfr_runtime *rt, const dfr_tune_db *db);
-/* Whether dfr_tune_resolve uses the database on rt (default 1, or 0 when DFRCL_TUNED=0); the
- * database is read once per runtime, at first use: dfr_tune_db_reload forgets it. */
+/* Whether dfr_tune_resolve uses the database on rt (default 1, or 0 when DFRCL_TUNED=0 at the
+ * runtime's open); the database is read once per runtime (kept in rt->tune), at first use:
+ * dfr_tune_db_reload forgets it. */
 void dfr_tune_use_db(dfr_runtime *rt, int on);
 void dfr_tune_db_reload(dfr_runtime *rt);
 

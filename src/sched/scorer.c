@@ -247,10 +247,10 @@ static int download(lane *L, slot *sl)
 }
 
 /* Test hook: DFRCL_FAULT=device:D:after:N makes the lane on device D fail (as with an OpenCL
- * error) when it submits its batch after N finished ones. Read once per scorer. */
-static int fault_after(int device)
+ * error) when it submits its batch after N finished ones. Read at the runtime's open. */
+static int fault_after(const dfr_runtime *rt, int device)
 {
-    const char *f = getenv("DFRCL_FAULT");
+    const char *f = dfr_rt_getenv(rt, "DFRCL_FAULT");
     int d = -1, after = -1;
     if (f && sscanf(f, "device:%d:after:%d", &d, &after) == 2 && d == device && after >= 0)
         return after;
@@ -364,7 +364,8 @@ static void fail_lane(lane *L, int rc, const char *why)
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     if (left)
-        dfr_log(1, "warning: device [%d] %s failed on %d image(s) (%s): %s; the other device(s) "
+        dfr_rt_log(rt, 1,
+            "warning: device [%d] %s failed on %d image(s) (%s): %s; the other device(s) "
                    "score them", rt->info.index, rt->info.name, cnt, imgs, why);
 }
 
@@ -516,7 +517,7 @@ static int lane_open(lane *L, dfr_model *m, const dfr_sched_opts *o)
 {
     L->m = m;
     L->device = m->rt->info.index;
-    L->fault_after = fault_after(L->device);
+    L->fault_after = fault_after(L->m->rt, L->device);
     /* CPU devices gain nothing from batches (dfrcl bench --pipeline on PoCL: batch 1 is the
      * fastest, the larger working set costs cache), GPUs need them to fill the device. */
     int b = o->batch > 0 ? o->batch
@@ -530,7 +531,7 @@ static int lane_open(lane *L, dfr_model *m, const dfr_sched_opts *o)
     int rc = dfr_model_reserve_batch(m, b);
     size_t SS = (size_t)m->info.size * m->info.size;
     /* DFRCL_COPY_TRANSFERS=1 (a test hook) takes the copying path on a unified device too. */
-    const char *copy = getenv("DFRCL_COPY_TRANSFERS");
+    const char *copy = dfr_rt_getenv(m->rt, "DFRCL_COPY_TRANSFERS");
     L->zero_copy = m->rt->unified_memory && !(copy && *copy == '1');
     cl_mem_flags f = L->zero_copy ? CL_MEM_ALLOC_HOST_PTR : 0;
     for (int j = 0; j < 2 && !rc; j++) {
@@ -581,7 +582,8 @@ int dfr_scorer_open(dfr_scorer **out, dfr_model *const *models, int k, const dfr
         return rc;
     }
     for (int i = 0; i < k; i++)
-        dfr_log(2, "device [%d] %s: batches of %d image(s), %s transfers", s->lanes[i].device,
+        dfr_rt_log(models[i]->rt, 2,
+            "device [%d] %s: batches of %d image(s), %s transfers", s->lanes[i].device,
                 models[i]->rt->info.name, s->lanes[i].batch,
                 s->lanes[i].zero_copy ? "zero-copy (mapped)" : "copied");
     *out = s;

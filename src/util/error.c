@@ -43,14 +43,21 @@ void dfr_error_clear(void) { last_error[0] = 0; }
 
 const char *dfrcl_last_error(void) { return last_error; }
 
+void dfr_vlog(dfr_log_fn fn, void *user, int verbosity, int level, const char *fmt, va_list ap)
+{
+    if (verbosity == DFR_VERBOSITY_GLOBAL) verbosity = dfr_verbosity;
+    if (level > verbosity) return;
+    char msg[4096];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (fn) fn(user, level, msg);
+    else fprintf(stderr, "dfrcl: %s\n", msg); /* one call: stdio locks the stream for it */
+}
+
 void dfr_log(int level, const char *fmt, ...)
 {
-    if (level > dfr_verbosity) return;
     va_list ap;
     va_start(ap, fmt);
-    fputs("dfrcl: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    dfr_vlog(NULL, NULL, DFR_VERBOSITY_GLOBAL, level, fmt, ap);
     va_end(ap);
 }
 
