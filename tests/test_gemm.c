@@ -274,18 +274,8 @@ static void test_table_variants(void **state)
          .a_shared = 1},
     };
     const dfr_tune_kernel *tk = &dfr_tune_kernels[DFR_TK_GEMM];
-    char tunes[DFR_NCLASS + 6][256];
-    int nt = 0;
-    for (int c = 0; c < DFR_NCLASS; c++) {
-        int v[DFR_TUNE_MAX_PARAMS];
-        dfr_tune_class_defaults(tk, (dfr_dev_class)c, v);
-        dfr_tune_format(tk, v, tunes[nt], sizeof tunes[nt]);
-        int dup = 0;
-        for (int d = 0; d < nt; d++) dup |= !strcmp(tunes[d], tunes[nt]);
-        nt += !dup;
-    }
-    for (int i = 0; i < 6 && tk->test_variants[i]; i++)
-        snprintf(tunes[nt++], sizeof tunes[0], "%s", tk->test_variants[i]);
+    char tunes[DFR_NCLASS + 6][DFR_TUNE_STR];
+    int nt = dfr_tune_test_variants(tk, tunes, DFR_NCLASS + 6);
     size_t bad = 0;
     for (int t = 0; t < nt; t++) {
         dfr_test_setenv(rt, "DFRCL_GEMM_TUNE", tunes[t]);

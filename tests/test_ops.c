@@ -188,18 +188,8 @@ static void test_regional(void **state)
      * output per work-item) and the test variants (the widest vector, explicit work-groups that
      * round the grid up); on a few edge cases each, since every shape is a kernel build. */
     const dfr_tune_kernel *tk = &dfr_tune_kernels[DFR_TK_REGIONAL];
-    char tunes[DFR_NCLASS + 6][128];
-    int nt = 0;
-    for (int c = 0; c < DFR_NCLASS; c++) {
-        int v[DFR_TUNE_MAX_PARAMS];
-        dfr_tune_class_defaults(tk, (dfr_dev_class)c, v);
-        dfr_tune_format(tk, v, tunes[nt], sizeof tunes[nt]);
-        int dup = 0;
-        for (int d = 0; d < nt; d++) dup |= !strcmp(tunes[d], tunes[nt]);
-        nt += !dup;
-    }
-    for (int i = 0; i < 6 && tk->test_variants[i]; i++)
-        snprintf(tunes[nt++], sizeof tunes[0], "%s", tk->test_variants[i]);
+    char tunes[DFR_NCLASS + 6][DFR_TUNE_STR];
+    int nt = dfr_tune_test_variants(tk, tunes, DFR_NCLASS + 6);
     static const int edge_cases[] = {2, 7, 8, 9, 13};
     for (int i = 0; i < nt; i++) {
         dfr_test_setenv(rt, "DFRCL_REGIONAL_TUNE", tunes[i]);

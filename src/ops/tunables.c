@@ -289,6 +289,22 @@ void dfr_tune_format(const dfr_tune_kernel *k, const int *v, char *buf, size_t n
         used += (size_t)snprintf(buf + used, n - used, "%s%s=%d", i ? "," : "", k->p[i].key, v[i]);
 }
 
+int dfr_tune_test_variants(const dfr_tune_kernel *k, char (*out)[DFR_TUNE_STR], int cap)
+{
+    int n = 0;
+    for (int c = 0; c < DFR_NCLASS && n < cap; c++) {
+        int v[DFR_TUNE_MAX_PARAMS], dup = 0;
+        dfr_tune_class_defaults(k, (dfr_dev_class)c, v);
+        dfr_tune_format(k, v, out[n], DFR_TUNE_STR);
+        for (int d = 0; d < n; d++) dup |= !strcmp(out[d], out[n]);
+        n += !dup;
+    }
+    for (int i = 0; i < (int)(sizeof k->test_variants / sizeof k->test_variants[0]) &&
+                    k->test_variants[i] && n < cap; i++)
+        snprintf(out[n++], DFR_TUNE_STR, "%s", k->test_variants[i]);
+    return n;
+}
+
 void dfr_tune_defines(const dfr_tune_kernel *k, const int *v, char *buf, size_t n)
 {
     size_t used = 0;

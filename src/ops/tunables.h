@@ -80,6 +80,10 @@ int dfr_tune_legal(const dfr_tune_kernel *k, const int *v, size_t max_wg, char *
 int dfr_tune_parse(const dfr_tune_kernel *k, const char *s, int *v, char *why, size_t n);
 /* "tco=4,tx=4,cb=0,lx=8,ly=8,lz=1" */
 void dfr_tune_format(const dfr_tune_kernel *k, const int *v, char *buf, size_t n);
+/* The variants the tests run: each device class's defaults (once each, in class order), then the
+ * table's test variants, as "key=value,..." strings into out[0..cap-1]. Returns the count. */
+#define DFR_TUNE_STR 256
+int dfr_tune_test_variants(const dfr_tune_kernel *k, char (*out)[DFR_TUNE_STR], int cap);
 /* "-DCONV_TCO=4 -DCONV_TX=4 -DCONV_CB=0" (host-only values left out) */
 void dfr_tune_defines(const dfr_tune_kernel *k, const int *v, char *buf, size_t n);
 
