@@ -4,17 +4,7 @@
 dfrcl="$1"; root="$2"
 shared="${DFRCL_SHARED:-$root/../shared}"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0; n=0
-
-# expect CODE PATTERN CMD...: runs CMD, checks its exit code and that its output matches PATTERN.
-expect() {
-  code="$1"; pattern="$2"; shift 2; n=$((n+1))
-  "$@" > "$tmp/out" 2>&1; rc=$?
-  if [ "$rc" -ne "$code" ] || ! grep -qiE -- "$pattern" "$tmp/out"; then
-    echo "FAIL: $* -> exit $rc (want $code), output:"; sed 's/^/    /' "$tmp/out" | head -20
-    echo "    (wanted a line matching: $pattern)"; fails=$((fails+1))
-  else echo "ok: $*"; fi
-}
+. "$(dirname "$0")/clitest.sh" # expect, $n, $fails
 
 expect 0 "usage: dfrcl" "$dfrcl" --help
 expect 2 "unknown command" "$dfrcl" frobnicate

@@ -5,17 +5,7 @@
 # Usage: test_shard.sh DFRCL
 dfrcl="$1"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0; n=0
-
-# expect CODE PATTERN CMD...: runs CMD, checks its exit code and that its output matches PATTERN.
-expect() {
-  code="$1"; pattern="$2"; shift 2; n=$((n+1))
-  "$@" > "$tmp/out" 2>&1; rc=$?
-  if [ "$rc" -ne "$code" ] || ! grep -qiE -- "$pattern" "$tmp/out"; then
-    echo "FAIL: $* -> exit $rc (want $code), output:"; sed 's/^/    /' "$tmp/out" | head -20
-    echo "    (wanted a line matching: $pattern)"; fails=$((fails+1))
-  else echo "ok: $*"; fi
-}
+. "$(dirname "$0")/clitest.sh" # expect, $n, $fails
 check() { n=$((n+1)); if sh -c "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails+1)); fi; }
 
 # The summary table and page hold each category's time, which no two runs share: blank it.

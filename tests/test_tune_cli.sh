@@ -5,15 +5,7 @@
 # usage: test_tune_cli.sh DFRCL
 dfrcl="$1"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0
-expect() {
-  code="$1"; pattern="$2"; shift 2
-  "$@" > "$tmp/out" 2>&1; rc=$?
-  if [ "$rc" -ne "$code" ] || ! grep -qiE -- "$pattern" "$tmp/out"; then
-    echo "FAIL: $* -> exit $rc (want $code), output:"; sed 's/^/    /' "$tmp/out" | head -20
-    echo "    (wanted a line matching: $pattern)"; fails=$((fails+1))
-  else echo "ok: $*"; fi
-}
+. "$(dirname "$0")/clitest.sh" # expect, $n, $fails
 # A cache folder of its own (the database would change every other test's kernels), seeded with
 # the compiled kernels the other tests left, to save PoCL's build time.
 cache="$tmp/cache"; mkdir -p "$cache"
