@@ -20,29 +20,7 @@
 
 static dfr_runtime *rt;
 
-/* ---- plain C reference ---- */
-
-static int refl(int i, int n)
-{
-    return i < 0 ? -i : i >= n ? 2 * n - 2 - i : i;
-}
-
-static void ref_conv(const float *in, const float *wt, const float *b, float *out, int cin,
-                     int cout, int h, int w)
-{
-    for (int co = 0; co < cout; co++)
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) {
-                double s = b[co];
-                for (int ci = 0; ci < cin; ci++)
-                    for (int ky = 0; ky < 3; ky++)
-                        for (int kx = 0; kx < 3; kx++)
-                            s += (double)wt[((co * cin + ci) * 3 + ky) * 3 + kx] *
-                                 in[((size_t)ci * h + refl(y + ky - 1, h)) * w +
-                                    refl(x + kx - 1, w)];
-                out[((size_t)co * h + y) * w + x] = s > 0 ? (float)s : 0.0f;
-            }
-}
+/* The plain C reference: dfr_test_ref_conv3x3_relu (testutil.h). */
 
 /* ---- helpers ---- */
 
@@ -76,7 +54,7 @@ static size_t check_shape(int cin, int cout, int h, int w, uint32_t seed)
     assert_non_null(out);
     assert_non_null(ref);
     dfr_test_poison(out, nout);
-    ref_conv(in, wt, b, ref, cin, cout, h, w);
+    dfr_test_ref_conv3x3_relu(in, wt, b, ref, cin, cout, h, w);
 
     dfr_conv_weights cw;
     assert_int_equal(dfr_conv_upload(rt, wt, b, cin, cout, &cw), DFRCL_OK);

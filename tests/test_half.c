@@ -263,11 +263,6 @@ static void test_sqerr_mean(void **state)
 
 /* ---- convolution ---- */
 
-static int refl(int i, int n)
-{
-    return i < 0 ? -i : i >= n ? 2 * n - 2 - i : i;
-}
-
 static size_t conv_check(int cin, int cout, int h, int w, uint32_t seed, const char *tune)
 {
     size_t nin = (size_t)cin * h * w, nout = (size_t)cout * h * w;
@@ -279,17 +274,7 @@ static size_t conv_check(int cin, int cout, int h, int w, uint32_t seed, const c
     for (size_t i = 0; i < (size_t)cout * cin * 9; i++)
         wt[i] = dfr_test_uniform(seed + 1, (uint32_t)i, -scale, scale); /* fp32 weights */
     for (int i = 0; i < cout; i++) b[i] = dfr_test_uniform(seed + 2, (uint32_t)i, -0.2f, 0.3f);
-    for (int co = 0; co < cout; co++)
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) {
-                double s = b[co];
-                for (int ci = 0; ci < cin; ci++)
-                    for (int t = 0; t < 9; t++)
-                        s += (double)wt[((size_t)co * cin + ci) * 9 + t] *
-                             in[((size_t)ci * h + refl(y + t / 3 - 1, h)) * w +
-                                refl(x + t % 3 - 1, w)];
-                ref[((size_t)co * h + y) * w + x] = s > 0 ? (float)s : 0.0f;
-            }
+    dfr_test_ref_conv3x3_relu(in, wt, b, ref, cin, cout, h, w);
     dfr_conv_weights cw;
     assert_int_equal(dfr_conv_upload(rt, wt, b, cin, cout, &cw), DFRCL_OK);
     cl_mem din = upload_half(in, nin), dout = upload_half(NULL, nout);

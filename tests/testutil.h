@@ -41,6 +41,29 @@ static inline void dfr_test_poison(float *p, size_t n)
     for (size_t i = 0; i < n; i++) p[i] = DFR_POISON;
 }
 
+/* Reference 3x3 convolution with reflection padding of 1, bias and ReLU, summed in double:
+ * in [cin, h, w], wt [cout, cin, 3, 3], out [cout, h, w]. */
+static inline int dfr_test_reflect(int i, int n)
+{
+    return i < 0 ? -i : i >= n ? 2 * n - 2 - i : i;
+}
+static inline void dfr_test_ref_conv3x3_relu(const float *in, const float *wt, const float *b,
+                                             float *out, int cin, int cout, int h, int w)
+{
+    for (int co = 0; co < cout; co++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                double s = b[co];
+                for (int ci = 0; ci < cin; ci++)
+                    for (int ky = 0; ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++)
+                            s += (double)wt[(((size_t)co * cin + ci) * 3 + ky) * 3 + kx] *
+                                 in[((size_t)ci * h + dfr_test_reflect(y + ky - 1, h)) * w +
+                                    dfr_test_reflect(x + kx - 1, w)];
+                out[((size_t)co * h + y) * w + x] = s > 0 ? (float)s : 0.0f;
+            }
+}
+
 /* Normalised MSE: sum((a-b)^2) / sum(b^2); NaN anywhere gives INFINITY. */
 static inline double dfr_test_nmse(const float *a, const float *ref, size_t n)
 {
