@@ -46,7 +46,7 @@ extern "C" {
 /* The API version this header describes; dfrcl_version_api() gives the library's. A program
  * needs a library with the same MAJOR and at least the MINOR it was built with. */
 #define DFRCL_API_VERSION_MAJOR 1
-#define DFRCL_API_VERSION_MINOR 0
+#define DFRCL_API_VERSION_MINOR 1
 #define DFRCL_API_VERSION_PATCH 0
 /* Encoded as one unsigned int (0x00MMmmpp), comparable with < and >. */
 #define DFRCL_API_VERSION_ENCODE(major, minor, patch)                                            \
@@ -117,16 +117,29 @@ DFRCL_API int dfrcl_list_devices(dfrcl_device_info **out, int *count);
 
 typedef struct dfrcl_context dfrcl_context;
 
+/* A logger (dfrcl_settings.log): level 1 info and warnings, 2 debug. */
+typedef void (*dfrcl_log_fn)(void *user, int level, const char *msg);
+
 typedef struct dfrcl_settings {
     /* Device selector: index or case-insensitive name substring; NULL = the
-     * DFRCL_DEVICE environment variable, else the first GPU, else the first device. */
+     * DFRCL_DEVICE environment variable, else the first GPU, else the first device.
+     * 1.1: also "all", or several selectors separated by commas ("0,2"): the context then spans
+     * those devices; scoring spreads images over them, training uses the first. */
     const char *device;
     /* Directory of the compiled-kernel cache; NULL = DFRCL_CACHE_DIR, else
      * $XDG_CACHE_HOME/dfrcl, else ~/.cache/dfrcl. "" or DFRCL_CACHE_DIR="" disables it. */
     const char *cache_dir;
-    /* Log verbosity on stderr: 0 quiet, 1 info (device choice), 2 debug (more acts as 2). */
+    /* Log verbosity: 0 quiet, 1 info (device choice, warnings), 2 debug (more acts as 2). */
     int verbosity;
-    uint64_t reserved[16]; /* zero (dfrcl_default_settings); later fields come from here */
+    /* 1.1: storage of the inference activations and features on the device: 0 automatic (fp16
+     * on GPUs, fp32 on CPUs), 32 fp32, 16 fp16 (computing and summing stay fp32). */
+    int precision;
+    /* 1.1: where this context's messages go (NULL: stderr, "dfrcl: " prefixed): each message up
+     * to `verbosity`, without a newline, on the thread that logs it. Per context: two contexts
+     * in one process may log to two places. */
+    dfrcl_log_fn log;
+    void *log_user;
+    uint64_t reserved[14]; /* zero (dfrcl_default_settings); later fields come from here */
 } dfrcl_settings;
 
 /* Fills s with the defaults (NULL selectors, verbosity 1) and zeroes its reserved space. */
@@ -134,8 +147,13 @@ DFRCL_API void dfrcl_default_settings(dfrcl_settings *s);
 /* Opens a context on a device; s may be NULL for the defaults. On failure *ctx is NULL. */
 DFRCL_API int dfrcl_open(dfrcl_context **ctx, const dfrcl_settings *s);
 DFRCL_API void dfrcl_close(dfrcl_context **ctx);
-/* Information on the device the context runs on (valid while ctx lives; NULL if ctx is). */
+/* Information on the device the context runs on (valid while ctx lives; NULL if ctx is); for a
+ * context over several devices, the first. */
 DFRCL_API const dfrcl_device_info *dfrcl_context_device(const dfrcl_context *ctx);
+/* 1.1: how many devices the context spans (negative on a NULL ctx), and the i-th of them
+ * (NULL outside 0..count-1). */
+DFRCL_API int dfrcl_context_device_count(const dfrcl_context *ctx);
+DFRCL_API const dfrcl_device_info *dfrcl_context_device_at(const dfrcl_context *ctx, int i);
 
 /* ---- Backbone and regional features ---------------------------------- */
 
@@ -147,7 +165,8 @@ DFRCL_API const char *dfrcl_layer_name(int layer);
 typedef struct dfrcl_backbone dfrcl_backbone;
 
 /* Loads the first `layers` ReLU layers (1..16) of VGG19 from a safetensors file
- * with torchvision names (features.N.weight / .bias) and uploads them. */
+ * with torchvision names (features.N.weight / .bias) and uploads them (on every device of the
+ * context). 1.1: layers 0 = all the file holds, at most 12 (relu4_4, as published). */
 DFRCL_API int dfrcl_backbone_load(dfrcl_backbone **bb, dfrcl_context *ctx, const char *path,
                                   int layers);
 /* A seeded random backbone of `layers` ReLU layers (1..16): Kaiming-uniform weights, small
@@ -219,12 +238,44 @@ typedef struct dfrcl_train_options {
     double memory_mib; /* memory budget of training in MiB; 0 = automatic (a quarter of RAM, at
                         * most 2 GiB and 3/4 of the device's memory). It decides where the
                         * training features live: device, host, fp16, or a temporary file */
-    /* Progress, may be NULL (default). Called with phase "features" after each image's features
-     * (done of total images, loss 0), "train" after each epoch (done of total epochs, loss = the
-     * epoch's mean loss), "threshold" while scoring the training images (done of total). */
+    /* API 1.0's progress, may be NULL (default); it cannot stop training: new code sets
+     * on_progress instead (when both are set, both are called). Called with phase "features"
+     * after each image's features (done of total images, loss 0), "train" after each epoch (done
+     * of total epochs, loss = the epoch's mean loss), "threshold" while scoring the training
+     * images (done of total). */
     void (*progress)(void *user, const char *phase, int done, int total, double loss);
-    void *user;       /* passed to progress */
-    uint64_t reserved[16]; /* zero (dfrcl_default_train_options); later fields come from here */
+    void *user;       /* passed to progress, on_progress and on_eval */
+    /* ---- 1.1 ---- */
+    /* Feature positions of each image in a training step; 0 = the recipe's (fast: 1/8 of them,
+     * published: all). */
+    int positions;
+    /* The fast recipe's early stop: it stops when the last `patience` epochs lowered the loss by
+     * less than 3% of its fall since the first; 0 = the recipe's (fast 5), -1 = never. */
+    int patience;
+    /* Where the training features live: 0 by memory_mib, 1 device, 2 host memory, 3 a
+     * temporary file in feature_dir; how they are stored: 0 automatic (fp32 in memory, fp16 on
+     * disk), 32, 16. */
+    int store;
+    int store_precision;
+    const char *feature_dir; /* the temporary file's folder; NULL = $TMPDIR, else /var/tmp */
+    /* A checkpoint file (NULL: none), written atomically every checkpoint_s seconds of training
+     * (0 = 300) and when training is stopped; with resume != 0, training continues from it when
+     * it exists (it must match the images, options and backbone, else DFRCL_ERR_MISMATCH). */
+    const char *checkpoint;
+    double checkpoint_s;
+    int resume;
+    /* Every eval_every epochs (and after the last; 0 = never) on_eval gets a model that scores
+     * as the trained one would at that point (threshold 0; valid during the call only: score or
+     * dfrcl_evaluate it there) and the training time so far. A non-zero return stops training
+     * and dfrcl_model_train returns it. */
+    int eval_every;
+    int (*on_eval)(void *user, int epoch, double train_seconds, dfrcl_model *m);
+    /* Progress that can stop training (may be NULL): phases as for progress, and also "step"
+     * after each training step (done of total steps of the epoch, loss so far), so a request is
+     * seen within a step. A non-zero return stops training: the checkpoint (if any) is written
+     * and dfrcl_model_train returns DFRCL_ERR_INTERRUPTED. */
+    int (*on_progress)(void *user, const char *phase, int done, int total, double loss);
+    uint64_t reserved[8]; /* zero (dfrcl_default_train_options); later fields come from here */
 } dfrcl_train_options;
 
 /* Fills o with the defaults above (the fast recipe) and zeroes its reserved space. */
@@ -262,6 +313,136 @@ DFRCL_API int dfrcl_model_score_file(dfrcl_model *m, const char *path, float *ma
  * dfrcl_model_score. */
 DFRCL_API int dfrcl_model_score_batch(dfrcl_model *m, const dfrcl_image *imgs, int n, int batch,
                                       float *maps, float *scores);
+
+/* ---- 1.1: scoring files, evaluation, outputs ---------------------------- */
+
+/* How to score many images (dfrcl_model_score_files, dfrcl_evaluate). Caller-filled: initialise
+ * with dfrcl_default_score_options. */
+typedef struct dfrcl_score_options {
+    int batch;   /* images per launch; 0 = automatic (on a GPU as many as its memory allows, at
+                  * most 16; 1 on a CPU device). Results do not depend on it. */
+    int threads; /* threads decoding files ahead of the devices; 0 = one per core, at most 16 */
+    /* Called on the caller's thread after each image, in input order (done of total); a
+     * non-zero return stops the run before the next batch with DFRCL_ERR_INTERRUPTED. May be
+     * NULL. */
+    int (*progress)(void *user, int done, int total);
+    void *user;
+    uint64_t reserved[16]; /* zero (dfrcl_default_score_options) */
+} dfrcl_score_options;
+DFRCL_API void dfrcl_default_score_options(dfrcl_score_options *o);
+
+/* One scored file, as dfrcl_model_score_files delivers it. Library-filled and valid during the
+ * callback only; later versions may append fields (never move these). */
+typedef struct dfrcl_result {
+    int index;                /* in the input list */
+    const char *path;
+    /* DFRCL_OK, or why the file could not be read (DFRCL_ERR_IO, DFRCL_ERR_FORMAT): then it is
+     * not scored, message says why, and the run goes on. */
+    int status;
+    const char *message;
+    const dfrcl_image *image; /* the image as scored: resized to the model's size */
+    int orig_width, orig_height; /* the file's own size */
+    const float *map;         /* size x size pixel scores, row-major */
+    float score;              /* the image score: the maximum of the map */
+    float threshold;          /* the model's pixel threshold */
+    int anomalous;            /* score > threshold */
+    double anomalous_fraction; /* of the map's pixels above the threshold */
+    int device;               /* which of the context's devices scored it */
+} dfrcl_result;
+/* Returns 0 to go on; anything else stops the run, which returns it. */
+typedef int (*dfrcl_result_fn)(void *user, const dfrcl_result *r);
+
+/* Scores n image files (PNG or JPEG, any size: resized to the model's), decoding ahead on
+ * o->threads threads and scoring o->batch at a time on every device of the context; results
+ * reach on_result on the caller's thread in input order. o may be NULL for the defaults. An
+ * unreadable file is delivered with its status and the run goes on; a device failure moves
+ * its images to the context's other devices, and fails the run when none is left. */
+DFRCL_API int dfrcl_model_score_files(dfrcl_model *m, const char *const *paths, int n,
+                                      const dfrcl_score_options *o, dfrcl_result_fn on_result,
+                                      void *user);
+
+/* The field's metrics of a test set at the model's threshold. NaN where undefined (a test set
+ * without defective or good images; pixel metrics when a defective image has no mask).
+ * Library-filled (reserved zero). */
+typedef struct dfrcl_metrics {
+    double pixel_auroc, image_auroc;
+    double aupro;             /* area under the per-region overlap curve up to FPR 0.3, / 0.3 */
+    double best_f1, best_f1_threshold; /* the best pixel F1 over thresholds, and where */
+    double threshold;         /* the model's: the four below are at it */
+    double precision, recall, f1, iou;
+    long long pixels, defect_pixels, regions;
+    int images, defective_images;
+    int missing_masks;        /* defective images without a mask */
+    uint64_t reserved[15];
+} dfrcl_metrics;
+
+/* What to evaluate on and what to write. Caller-filled: dfrcl_default_eval_options first. */
+typedef struct dfrcl_eval_options {
+    /* A dataset folder in the MVTec AD layout: data/test/<good|defect>/ images and
+     * data/ground_truth/<defect>/<stem>_mask.png (or <stem>.png) masks. test_dir and masks_dir
+     * replace those two folders (then data may be NULL). */
+    const char *data, *test_dir, *masks_dir;
+    /* NULL: metrics only. Else (created if needed; files in it are replaced):
+     * maps/<defect>/<stem>.npy, overlays/<defect>/<stem>.png and report.html. */
+    const char *out_dir;
+    /* NULL: none. Else every metric, the settings and (for an MVTec AD category) the published
+     * figures as JSON, written atomically. */
+    const char *json_path;
+    const char *title;      /* the report's title; NULL: "dfrcl eval: <data>" */
+    const char *model_name; /* how the report and JSON name the model (its file); NULL: "" */
+    dfrcl_score_options score; /* batch, threads, progress (which may stop the evaluation) */
+    uint64_t reserved[16];  /* zero (dfrcl_default_eval_options) */
+} dfrcl_eval_options;
+DFRCL_API void dfrcl_default_eval_options(dfrcl_eval_options *o);
+
+/* Scores every test image on the context's devices and computes the metrics into *out (which
+ * may be NULL when only the files are wanted). An unreadable test image or mask fails the
+ * evaluation naming it: metrics over part of a test set would look valid but mean something
+ * else. Stopped by o->score.progress: DFRCL_ERR_INTERRUPTED, and no report or JSON written. */
+DFRCL_API int dfrcl_evaluate(dfrcl_model *m, const dfrcl_eval_options *o, dfrcl_metrics *out);
+
+/* The DFR paper's figures for an MVTec AD category, to print beside one's own. */
+typedef struct dfrcl_published {
+    char category[32];
+    int layers;          /* the depth the figures are for: 12 (relu4_4) or 16 (relu5_4) */
+    int size, epochs;    /* their setting: 256 px, 700 epochs */
+    double pixel_auroc, aupro;
+    const char *source;  /* where they come from, in one line */
+    uint64_t reserved[8];
+} dfrcl_published;
+/* Looks up the category named by the last component of `data` (a dataset folder, trailing
+ * slashes ignored; case-insensitive) for a run with `layers` layers. Returns 1 and fills *out
+ * when the paper reports it, 0 when not, negative on a NULL argument. */
+DFRCL_API int dfrcl_published_find(const char *data, int layers, dfrcl_published *out);
+
+/* Image files (.png, .jpg, .jpeg, sorted by name) in a folder, into *paths (*n of them; free
+ * with dfrcl_free_list); with train != 0, `dir` is a dataset folder and the files are those of
+ * dir/train/good (MVTec AD layout). An empty folder is not an error (*n = 0). */
+DFRCL_API int dfrcl_list_images(const char *dir, int train, char ***paths, int *n);
+/* Frees a list dfrcl allocated (each string, then the array); NULL does nothing. */
+DFRCL_API void dfrcl_free_list(char **list, int n);
+
+/* Outputs a person can look at. The map is size x size (the image's size) floats. */
+/* The image with the pixels above threshold tinted red and outlined, and the 0/255 mask of those
+ * pixels (1 channel); both new images (dfrcl_image_free). mask may be NULL. */
+DFRCL_API int dfrcl_overlay(const dfrcl_image *img, const float *map, float threshold,
+                            dfrcl_image *overlay, dfrcl_image *mask);
+/* Writes an 8-bit image as PNG, atomically (a temporary file, then rename). */
+DFRCL_API int dfrcl_image_save_png(const dfrcl_image *img, const char *path);
+/* Writes a map (height x width floats, row-major) as a NumPy .npy file, atomically. */
+DFRCL_API int dfrcl_save_npy(const float *map, int width, int height, const char *path);
+/* Writes n bytes to path atomically (for a caller's own reports, as dfrcl writes its files). */
+DFRCL_API int dfrcl_write_file(const char *path, const void *data, size_t n);
+
+/* The synthetic dataset behind `dfrcl demo`: an MVTec AD layout folder of procedural woven
+ * fabric (train/good, test/good, test/<scratch|stain|hole>, ground_truth) with pixel masks,
+ * size x size RGB, the same bytes for the same arguments. size 32..4096; counts per folder up to
+ * 1000 (n_train >= 1). Existing files of the same names are replaced. */
+DFRCL_API int dfrcl_demo_dataset_write(const char *dir, int size, int n_train, int n_test_good,
+                                       int n_test_defect, uint32_t seed);
+
+/* ---- 1.1: campaigns (many categories, optionally sharded over a cluster) ---- */
+/* (declared by the campaign work; see dfrcl_campaign_*) */
 
 #ifdef __cplusplus
 }
