@@ -21,7 +21,7 @@
 
 /* A caller-filled struct's reserved space must be zero: anything else is an uninitialised struct
  * or a field from a newer dfrcl.h that this library would silently ignore. */
-int dfrcl_reserved_zero_(const uint64_t *r, size_t n)
+int dfr_api_reserved_zero(const uint64_t *r, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (r[i]) return 0;
@@ -488,6 +488,14 @@ int dfrcl_model_score_file(dfrcl_model *m, const char *path, float *map, float *
     return rc;
 }
 
+/* dfrcl_model_score_batch on several lanes: the scheduler's results into the caller's arrays. */
+typedef struct batch_run {
+    float *maps, *scores;
+    size_t np;
+} batch_run;
+static int batch_run_result(void *u, const dfr_sched_result *r);
+static int scorer_open(dfrcl_model *m, const dfrcl_score_options *o, dfr_scorer **out);
+
 int dfrcl_model_score_batch(dfrcl_model *m, const dfrcl_image *imgs, int n, int batch, float *maps,
                             float *scores)
 {
@@ -508,5 +516,114 @@ int dfrcl_model_score_batch(dfrcl_model *m, const dfrcl_image *imgs, int n, int 
                   "scores %dx%d images with 1 or 3 (resize it first: dfrcl_image_resize)", i,
                   imgs[i].width, imgs[i].height, imgs[i].channels, S, S);
     }
-    return dfr_sched_score_images(m->m[0], imgs, n, batch, maps, scores);
+    if (m->bb->ctx->k < 2) return dfr_sched_score_images(m->m[0], imgs, n, batch, maps, scores);
+    if (n == 0) return DFRCL_OK;
+    dfrcl_score_options o;
+    dfrcl_default_score_options(&o);
+    o.batch = batch;
+    dfr_scorer *s = NULL;
+    int rc = scorer_open(m, &o, &s);
+    if (rc) return rc;
+    batch_run br = {maps, scores, (size_t)S * S};
+    rc = dfr_scorer_run_images(s, imgs, n, batch_run_result, &br, NULL);
+    dfr_scorer_close(&s);
+    return rc;
+}
+
+/* ---- 1.1: scoring many images on every lane ---- */
+
+void dfrcl_default_score_options(dfrcl_score_options *o)
+{
+    if (o) memset(o, 0, sizeof *o);
+}
+
+int dfr_api_check_score_options(const dfrcl_score_options *o, const char *what)
+{
+    if (!o) return DFRCL_OK;
+    CHECK_ARG(RESERVED_ZERO(o), "%s->reserved is not zero: " RESERVED_ADVICE, what,
+              RESERVED_ARGS("dfrcl_default_score_options"));
+    CHECK_ARG(o->batch >= 0 && o->batch <= DFR_SCHED_MAX_BATCH,
+              "%s->batch is %d (0 = automatic, at most %d)", what, o->batch, DFR_SCHED_MAX_BATCH);
+    CHECK_ARG(o->threads >= 0 && o->threads <= 64, "%s->threads is %d (0 = one per core, at most "
+              "64)", what, o->threads);
+    return DFRCL_OK;
+}
+
+/* A scorer over every lane of the model's context. */
+static int scorer_open(dfrcl_model *m, const dfrcl_score_options *o, dfr_scorer **out)
+{
+    dfr_sched_opts so = {o ? o->batch : 0, o ? o->threads : 0};
+    return dfr_scorer_open(out, m->m, m->bb->ctx->k, &so);
+}
+
+/* One run of dfrcl_model_score_files: the scheduler's results to the caller's. */
+typedef struct score_run {
+    const dfrcl_model *m;
+    const dfrcl_score_options *o;
+    dfrcl_result_fn on_result;
+    void *user;
+    const char *const *paths;
+    int n, done;
+    volatile int stop;
+} score_run;
+
+static int score_run_result(void *u, const dfr_sched_result *r)
+{
+    score_run *sr = u;
+    const dfr_model *dm = sr->m->m[0];
+    float thr = (float)dm->info.threshold;
+    dfrcl_result res = {.index = r->index, .path = sr->paths[r->index], .status = r->status,
+                        .message = r->message ? r->message : "", .image = r->image,
+                        .orig_width = r->orig_w, .orig_height = r->orig_h, .map = r->map,
+                        .score = r->score, .threshold = thr, .device = r->device};
+    if (!r->status && r->map) {
+        size_t np = (size_t)dm->info.size * dm->info.size, above = 0;
+        for (size_t i = 0; i < np; i++) above += r->map[i] > thr;
+        res.anomalous = r->score > thr;
+        res.anomalous_fraction = (double)above / (double)np;
+    }
+    int rc = sr->on_result ? sr->on_result(sr->user, &res) : 0;
+    if (rc) {
+        /* keep a message the callback set through dfrcl; else say who stopped the run */
+        if (!*dfrcl_last_error())
+            dfr_error(rc, "dfrcl_model_score_files: the result callback returned %d at image %d",
+                      rc, r->index);
+        return rc;
+    }
+    sr->done++;
+    if (sr->o && sr->o->progress && sr->o->progress(sr->o->user, sr->done, sr->n)) sr->stop = 1;
+    return 0;
+}
+
+int dfrcl_model_score_files(dfrcl_model *m, const char *const *paths, int n,
+                            const dfrcl_score_options *o, dfrcl_result_fn on_result, void *user)
+{
+    CHECK_ARG(m, "dfrcl_model_score_files: m is NULL");
+    CHECK_ARG(n >= 0, "dfrcl_model_score_files: n is %d", n);
+    CHECK_ARG(n == 0 || paths, "dfrcl_model_score_files: paths is NULL (n = %d)", n);
+    for (int i = 0; i < n; i++)
+        CHECK_ARG(paths[i] && *paths[i], "dfrcl_model_score_files: paths[%d] is %s", i,
+                  paths[i] ? "empty" : "NULL");
+    int rc = dfr_api_check_score_options(o, "dfrcl_model_score_files: o");
+    if (rc || n == 0) return rc;
+    dfr_scorer *s = NULL;
+    rc = scorer_open(m, o, &s);
+    if (rc) return rc;
+    score_run sr = {m, o, on_result, user, paths, n, 0, 0};
+    dfr_error_clear();
+    rc = dfr_scorer_run(s, paths, n, score_run_result, &sr, &sr.stop);
+    if (rc == DFRCL_ERR_INTERRUPTED)
+        dfr_error(rc, "dfrcl_model_score_files: stopped by the progress callback after %d of %d "
+                  "images", sr.done, n);
+    dfr_scorer_close(&s);
+    return rc;
+}
+
+static int batch_run_result(void *u, const dfr_sched_result *r)
+{
+    batch_run *br = u;
+    if (r->status) return r->status; /* images in memory: cannot happen */
+    memcpy(br->maps + (size_t)r->index * br->np, r->map, br->np * sizeof *r->map);
+    if (br->scores) br->scores[r->index] = r->score;
+    return 0;
 }

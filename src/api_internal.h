@@ -41,9 +41,9 @@ struct dfrcl_model {
     } while (0)
 
 /* 1 when a caller-filled struct's reserved space is zero. */
-int dfrcl_reserved_zero_(const uint64_t *r, size_t n);
+int dfr_api_reserved_zero(const uint64_t *r, size_t n);
 #define DFRCL_RESERVED_ZERO(st)                                                                \
-    dfrcl_reserved_zero_((st)->reserved, sizeof(st)->reserved / sizeof *(st)->reserved)
+    dfr_api_reserved_zero((st)->reserved, sizeof(st)->reserved / sizeof *(st)->reserved)
 #define DFRCL_RESERVED_ADVICE                                                                  \
     "initialise it with %s first (or the program was built with a newer dfrcl.h than this "    \
     "library, API %u.%u.%u, knows)"
@@ -51,6 +51,6 @@ int dfrcl_reserved_zero_(const uint64_t *r, size_t n);
     fn, DFRCL_API_VERSION_MAJOR, DFRCL_API_VERSION_MINOR, DFRCL_API_VERSION_PATCH
 
 /* Checks a score options struct (NULL is fine: the defaults), naming it `what` in messages. */
-int dfrcl_check_score_options_(const dfrcl_score_options *o, const char *what);
+int dfr_api_check_score_options(const dfrcl_score_options *o, const char *what);
 
 #endif
