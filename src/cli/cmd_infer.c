@@ -140,6 +140,15 @@ static int write_outputs(const char *dir, const char *name, const dfrcl_image *i
     return rc;
 }
 
+/* A float as its 9 significant digits say (as the model file stores it): JSON shows 0.5456177,
+ * not the double nearest the float, 0.545617699623108. */
+static double json_float(float f)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%.9g", f);
+    return strtod(b, NULL);
+}
+
 /* The run's state for the per-image callback. */
 typedef struct infer_ctx {
     char **argv_img, **names;
@@ -264,7 +273,7 @@ int cmd_infer(int argc, char **argv)
     if (!rc) {
         if (json) {
             cli_json_add_name(root, "model", model_path);
-            cJSON_AddNumberToObject(root, "threshold", info.threshold);
+            cJSON_AddNumberToObject(root, "threshold", json_float(info.threshold));
             cJSON_AddNumberToObject(root, "size", info.size);
             cJSON_AddNumberToObject(root, "anomalous", anomalous);
             cJSON_AddNumberToObject(root, "failed", failed);
