@@ -103,6 +103,10 @@ dm="$tmp/demo/model.safetensors"
 expect 0 "pixel AUROC +[01]\.[0-9]{4}" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/demo/data" --json "$tmp/e.json"
 n=$((n+1)); if grep -q '"pixel_auroc"' "$tmp/e.json" && grep -q '"settings"' "$tmp/e.json"; then echo "ok: eval json"; else echo "FAIL: eval json"; fails=$((fails+1)); fi
 expect 1 "already exists" "$dfrcl" eval --model "$dm" --random-backbone 0 --data "$tmp/demo/data" --out "$tmp/demo/eval"
+# train --eval-every: the accuracy curve through the public dfrcl_evaluate, one point per epoch.
+expect 0 "epoch 2, .*pixel AUROC [01]\.[0-9]{4}" "$dfrcl" train --data "$tmp/demo/data" $tr --epochs 2 --patience off --eval-every 1 -o "$tmp/ee.safetensors"
+n=$((n+1)); if [ "$(grep -c '"epoch"' "$tmp/ee.safetensors.curve.json")" = 2 ] && grep -q '"losses"' "$tmp/ee.safetensors.curve.json"; then echo "ok: train --eval-every curve"; else echo "FAIL: train --eval-every curve"; fails=$((fails+1)); fi
+expect 1 "--eval-every needs the dataset's test set" "$dfrcl" train --train "$tmp/demo/data/train/good" $tr --eval-every 1 -o "$tmp/ee2.safetensors"
 # The scheduler: batches, decoding threads and several devices give the same metrics; a missing
 # device is an error listing the devices; a failing device (DFRCL_FAULT, a test hook) hands its
 # images to the other one, or with one device fails naming it and the images.
