@@ -2,10 +2,10 @@
 #ifndef DFRCL_CLI_BACKBONE_OPTS_H
 #define DFRCL_CLI_BACKBONE_OPTS_H
 
-#include "cl/runtime.h"
-#include "model/dfr.h"
-#include "model/vgg19.h"
-#include "sched/scorer.h"
+#include "dfrcl.h"
+
+/* --batch's most images per launch (the scheduler's limit). */
+#define CLI_MAX_BATCH 64
 
 typedef struct cli_backbone_opts {
     const char *device;  /* --device, else DFRCL_DEVICE */
@@ -53,33 +53,23 @@ int cli_backbone_option(cli_backbone_opts *o, int opt, const char *arg);
     "                            memory, at most 16; on CPUs 1); results are the same\n"    \
     "      --threads N           image decoding threads (default: one per core)\n"
 
-/* One backbone and model per device of --device's list (the scheduler's lanes). */
-#define CLI_MAX_LANES 16
-typedef struct cli_lanes {
-    int k;
-    dfr_runtime *rt[CLI_MAX_LANES];
-    dfr_vgg19 *vgg[CLI_MAX_LANES];
-    dfr_model *m[CLI_MAX_LANES];
-    dfr_sched_opts so;
-} cli_lanes;
-/* Opens a runtime and backbone on each device the options name. */
-int cli_lanes_open(const cli_backbone_opts *o, int profiling, cli_lanes *l);
-/* Loads the model file on every lane (dfr_model_load); frees those loaded before. */
-int cli_lanes_load_model(cli_lanes *l, const char *path);
-void cli_lanes_free_models(cli_lanes *l);
-void cli_lanes_close(cli_lanes *l);
-/* "[0] name, [1] name" of the lanes' devices, for reports. */
-void cli_lanes_names(const cli_lanes *l, char *buf, size_t n);
-
 /* --precision fp32|fp16 for the commands that score (infer, eval, bench; run has its own, shared
- * with training's feature store). cli_backbone_option handles it; cli_backbone_open applies it. */
+ * with training's feature store). cli_backbone_option handles it; cli_settings applies it. */
 #define CLI_PRECISION_LONGOPT {"precision", required_argument, 0, 1004}
 #define CLI_PRECISION_HELP                                                                      \
     "      --precision fp32|fp16 storage of activations and features on the device\n"          \
     "                            (default: fp16 on GPUs, fp32 on CPUs); fp16 halves their\n"  \
     "                            memory and traffic, computing and summing still in fp32\n"
 
-/* Opens the runtime (with the precision asked for) and loads the backbone the options describe. */
-int cli_backbone_open(const cli_backbone_opts *o, int profiling, dfr_runtime **rt,
-                      dfr_vgg19 **vgg);
+/* The context settings the options describe: device list, verbosity, precision, and the
+ * command's logger (cli_log_sink). Also sets cli_verbosity. */
+void cli_settings(const cli_backbone_opts *o, dfrcl_settings *s);
+/* Opens a context on the device(s) the options name and loads the backbone they describe (the
+ * weights file, else the random one, with a note). On failure both are NULL. */
+int cli_open(const cli_backbone_opts *o, dfrcl_context **ctx, dfrcl_backbone **bb);
+/* The score options --batch and --threads give, stopped by a signal (cli_stop_on_signals) and
+ * drawing `bar` (a cli_progress, may be NULL). */
+void cli_score_options(const cli_backbone_opts *o, dfrcl_score_options *so, void *bar);
+/* "[0] name, [1] name" of the context's devices, for reports. */
+void cli_device_names(const dfrcl_context *ctx, char *buf, size_t n);
 #endif

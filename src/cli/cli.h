@@ -1,8 +1,10 @@
-/* The dfrcl command: one function per subcommand, and what they share. */
+/* The dfrcl command: one function per subcommand, and what they share. Like everything the
+ * converted commands include, this header needs only the public dfrcl.h (tests/test_cli_api). */
 #ifndef DFRCL_CLI_CLI_H
 #define DFRCL_CLI_CLI_H
 
-#include "cl/runtime.h"
+#include "backbone_opts.h"
+#include "dfrcl.h"
 
 int cmd_devices(int argc, char **argv);
 int cmd_features(int argc, char **argv);
@@ -13,15 +15,17 @@ int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 
-#include "cli/backbone_opts.h"
-#include "eval/evaluate.h"
 /* The metrics table on stdout; n/a for undefined values. */
-void cli_print_metrics(const dfr_metrics *mt);
-/* Evaluates a loaded model (on every lane: its devices) on a dataset (outputs, report, JSON);
- * shared by eval, run and demo. */
-int cli_eval_model(const cli_lanes *l, const char *data, const char *test_dir, const char *masks_dir,
-                   const char *out_dir, const char *json_path, const char *title,
-                   const char *model_path, int quiet, dfr_metrics *mt);
+void cli_print_metrics(const dfrcl_metrics *mt);
+/* The paper's figures beside a dataset's, when its folder is an MVTec AD category. */
+void cli_print_published(const char *data, int layers);
+/* Evaluates a loaded model (on every device of its context, with bo's --batch and --threads) on
+ * a dataset: outputs, report, JSON, a progress bar unless -q; stopped by a signal
+ * (cli_stop_on_signals). Shared by eval and demo. */
+int cli_evaluate(dfrcl_model *m, const cli_backbone_opts *bo, const char *data,
+                 const char *test_dir, const char *masks_dir, const char *out_dir,
+                 const char *json_path, const char *title, const char *model_path,
+                 dfrcl_metrics *mt);
 
 /* Installs SIGINT and SIGTERM handlers that set the returned flag (training then writes its
  * checkpoint and stops); a second signal ends the process at once. */
@@ -32,8 +36,20 @@ volatile int *cli_stop_flag(void);
 int cli_stop_exit_code(void);
 const char *cli_stop_signal_name(void);
 
-/* Prints "dfrcl: error: <dfrcl_last_error()>" (or the given context) and returns exit code 1. */
+/* The command's own failures (bad files, outputs), kept apart from the library's: sets the
+ * message cli_fail prints next and returns status. */
+int cli_error(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Puts "<fmt>: " before the current message (the command's, else dfrcl_last_error()). */
+int cli_error_prefix(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "dfrcl: error: <the command's message, else dfrcl_last_error()>" (with the given
+ * context first) and returns exit code 1. */
 int cli_fail(const char *context);
 /* Parses a positive integer option value; prints an error naming the option when invalid. */
 int cli_int(const char *opt, const char *val, int lo, int hi, int *out);
+
+/* The command's messages: "dfrcl: <msg>" on stderr up to the verbosity (0 quiet, 1 info,
+ * 2 debug), set by cli_set_verbosity; cli_log_sink is the same for dfrcl_settings.log. */
+extern int cli_verbosity;
+void cli_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_log_sink(void *user, int level, const char *msg);
 #endif

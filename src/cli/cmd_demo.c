@@ -7,15 +7,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli/backbone_opts.h"
-#include "cli/cli.h"
-#include "cli/progress.h"
-#include "cli/train_opts.h"
-#include "io/dataset.h"
-#include "io/demo_data.h"
-#include "model/dfr.h"
-#include "util/error.h"
-#include "util/fsutil.h"
+#include "backbone_opts.h"
+#include "cli.h"
+#include "outputs.h"
+#include "progress.h"
+#include "train_opts.h"
 
 static void help(void)
 {
@@ -87,50 +83,54 @@ int cmd_demo(int argc, char **argv)
     snprintf(json, sizeof json, "%s/metrics.json", out);
 
     double t0 = cli_now();
-    dfr_file_list files = {0};
-    cli_lanes lanes = {0};
-    dfr_model *m = NULL;
-    dfr_metrics mt;
-    int rc = dfr_mkdir_p(out);
-    if (!rc) rc = dfr_demo_dataset_write(data, bo.size, n_train, 4, 4, 1);
+    char **files = NULL;
+    int n_files = 0;
+    dfrcl_context *ctx = NULL;
+    dfrcl_backbone *bb = NULL;
+    dfrcl_model *m = NULL;
+    dfrcl_model_info info;
+    dfrcl_metrics mt;
+    int rc = cli_mkdir_p(out);
+    if (!rc) rc = dfrcl_demo_dataset_write(data, bo.size, n_train, 4, 4, 1);
     if (!rc) {
         printf("1/3 dataset: %s (synthetic woven fabric, %d training images, defects: scratch, "
                "stain, hole)\n", data, n_train);
         fflush(stdout);
-        rc = dfr_list_train_images(data, &files);
+        rc = dfrcl_list_images(data, 1, &files, &n_files);
     }
-    if (!rc) rc = cli_lanes_open(&bo, 0, &lanes);
+    if (!rc) rc = cli_open(&bo, &ctx, &bb);
     if (!rc) {
-        dfr_train_opts to;
-        dfr_train_defaults(&to);
+        dfrcl_train_options to;
+        dfrcl_default_train_options(&to);
         to.epochs = epochs;
         cli_train_progress prog = {0};
         prog.bar.quiet = bo.verbosity == 0;
-        prog.train_images = files.count;
-        to.progress = cli_train_on_progress;
+        prog.train_images = n_files;
+        to.on_progress = cli_train_progress_cb;
         to.user = &prog;
-        rc = dfr_train(&m, lanes.rt[0], lanes.vgg[0], (const char *const *)files.paths, files.count, bo.size, &to);
+        rc = dfrcl_model_train(&m, bb, (const char *const *)files, n_files, bo.size, &to);
         if (prog.bar.phase) cli_progress_end(&prog.bar);
     }
-    if (!rc) rc = dfr_model_save(m, model);
+    if (!rc) rc = dfrcl_model_save(m, model);
+    if (!rc) rc = dfrcl_model_get_info(m, &info);
     if (!rc) {
         printf("2/3 model: %s (%d layers, latent %d, %d epochs, threshold %.6g)\n", model,
-               m->info.layers, m->info.latent, m->info.epochs, m->info.threshold);
+               info.layers, info.latent, info.epochs, info.threshold);
         fflush(stdout);
-        rc = dfr_mkdir_p(report);
+        rc = cli_mkdir_p(report);
     }
-    /* Evaluation on every device of --device's list: the saved model loaded on each. */
-    if (!rc) rc = cli_lanes_load_model(&lanes, model);
-    if (!rc) rc = cli_eval_model(&lanes, data, NULL, NULL, report, json, "dfrcl demo: synthetic woven fabric",
-                                 model, bo.verbosity == 0, &mt);
+    /* Evaluation on every device of --device's list (the context's). */
+    if (!rc) rc = cli_evaluate(m, &bo, data, NULL, NULL, report, json,
+                               "dfrcl demo: synthetic woven fabric", model, &mt);
     if (!rc) {
         printf("3/3 evaluation of %d test images:\n", mt.images);
         cli_print_metrics(&mt);
         printf("\nreport: %s/report.html\nmetrics: %s\ndone in %.0f s\n", report, json, cli_now() - t0);
     }
     int ret = rc ? cli_fail(NULL) : 0;
-    dfr_model_free(&m);
-    cli_lanes_close(&lanes);
-    dfr_file_list_free(&files);
+    dfrcl_model_close(&m);
+    dfrcl_backbone_close(&bb);
+    dfrcl_close(&ctx);
+    dfrcl_free_list(files, n_files);
     return ret;
 }

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cl/runtime.h"
 #include "cli/cli.h"
 #include "util/error.h"
 

@@ -6,14 +6,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "cli/backbone_opts.h"
-#include "cli/cli.h"
-#include "cli/outputs.h"
-#include "cli/progress.h"
-#include "eval/evaluate.h"
-#include "eval/published.h"
-#include "util/error.h"
-#include "util/fsutil.h"
+#include "backbone_opts.h"
+#include "cli.h"
+#include "outputs.h"
+#include "progress.h"
 
 static void help(void)
 {
@@ -42,14 +38,7 @@ static void help(void)
            "and exits 130 (SIGINT) or 143 (SIGTERM).\n");
 }
 
-static void on_progress(void *user, int done, int total)
-{
-    cli_progress *p = user;
-    (void)total;
-    cli_progress_update(p, done, 1, NULL);
-}
-
-void cli_print_metrics(const dfr_metrics *mt)
+void cli_print_metrics(const dfrcl_metrics *mt)
 {
     const struct { const char *name; double v; } rows[] = {
         {"pixel AUROC", mt->pixel_auroc}, {"image AUROC", mt->image_auroc},
@@ -67,80 +56,35 @@ void cli_print_metrics(const dfr_metrics *mt)
            mt->threshold);
 }
 
-/* The published DFR figures for the dataset's folder name (an MVTec AD category), or NULL. */
-static const dfr_published *published_for(const char *data, int layers)
+void cli_print_published(const char *data, int layers)
 {
-    if (!data) return NULL;
-    char name[1024];
-    snprintf(name, sizeof name, "%s", data);
-    size_t n = strlen(name);
-    while (n > 1 && name[n - 1] == '/') name[--n] = 0;
-    const char *b = strrchr(name, '/');
-    return dfr_published_find(b ? b + 1 : name, layers);
+    dfrcl_published pub;
+    if (data && dfrcl_published_find(data, layers, &pub) == 1)
+        printf("published DFR for %s (VGG19 %d layers, %d px, %d epochs): pixel AUROC %.2f, "
+               "AUPRO %.2f\n", pub.category, pub.layers, pub.size, pub.epochs, pub.pixel_auroc,
+               pub.aupro);
 }
 
-int cli_eval_model(const cli_lanes *l, const char *data, const char *test_dir, const char *masks_dir,
-                   const char *out_dir, const char *json_path, const char *title,
-                   const char *model_path, int quiet, dfr_metrics *mt)
+int cli_evaluate(dfrcl_model *m, const cli_backbone_opts *bo, const char *data,
+                 const char *test_dir, const char *masks_dir, const char *out_dir,
+                 const char *json_path, const char *title, const char *model_path,
+                 dfrcl_metrics *mt)
 {
-    dfr_model *m = l->m[0];
-    char devices[2048];
-    cli_lanes_names(l, devices, sizeof devices);
-    dfr_test_set ts;
-    int rc = dfr_test_set_load(data, test_dir, masks_dir, &ts);
-    if (rc) return rc;
-    cJSON *settings = cJSON_CreateObject();
-    cli_json_add_name(settings, "model", model_path);
-    cli_json_add_name(settings, "data", data ? data : "");
-    cJSON_AddNumberToObject(settings, "size", m->info.size);
-    cJSON_AddNumberToObject(settings, "layers", m->info.layers);
-    cJSON_AddNumberToObject(settings, "channels", m->info.channels);
-    cJSON_AddNumberToObject(settings, "latent", m->info.latent);
-    cJSON_AddNumberToObject(settings, "threshold", m->info.threshold);
-    cJSON_AddNumberToObject(settings, "fpr", m->info.fpr);
-    cJSON_AddNumberToObject(settings, "epochs", m->info.epochs);
-    cJSON_AddStringToObject(settings, "backbone", m->info.backbone_desc);
-    cJSON_AddStringToObject(settings, "device", m->rt->info.name);
-    if (l->k > 1) cJSON_AddStringToObject(settings, "devices", devices);
-    cJSON_AddStringToObject(settings, "dfrcl_version", DFRCL_VERSION);
-    char *settings_str = cJSON_Print(settings);
-    char subtitle[4096];
-    snprintf(subtitle, sizeof subtitle, "model %s · %d layers, latent %d, size %d · backbone %s · %s",
-             model_path, m->info.layers, m->info.latent, m->info.size, m->info.backbone_desc,
-             l->k > 1 ? devices : m->rt->info.name);
+    dfrcl_eval_options eo;
+    dfrcl_default_eval_options(&eo);
+    eo.data = data;
+    eo.test_dir = test_dir;
+    eo.masks_dir = masks_dir;
+    eo.out_dir = out_dir;
+    eo.json_path = json_path;
+    eo.title = title;
+    eo.model_name = model_path;
     cli_progress prog;
-    cli_progress_start(&prog, "eval", ts.count, "img", quiet);
+    cli_progress_start(&prog, "eval", 0, "img", bo->verbosity == 0); /* total: at the first image */
     prog.images_per_unit = 1;
-    dfr_eval_opts eo = {.out_dir = out_dir, .title = title, .subtitle = subtitle,
-                        .settings_json = settings_str, .quiet = quiet,
-                        .progress = on_progress, .user = &prog, .stop = cli_stop_flag(),
-                        .models = l->m, .n_models = l->k, .sched = l->so};
-    rc = dfr_evaluate(m, &ts, &eo, mt);
+    cli_score_options(bo, &eo.score, &prog);
+    int rc = dfrcl_evaluate(m, &eo, mt);
     cli_progress_end(&prog);
-    if (!rc && json_path) {
-        char *ms = dfr_metrics_json(mt);
-        cJSON *root = cJSON_CreateObject();
-        cJSON_AddItemToObject(root, "metrics", cJSON_Parse(ms));
-        cJSON_AddItemToObject(root, "settings", settings);
-        settings = NULL;
-        const dfr_published *pub = published_for(data, m->info.layers);
-        if (pub) { /* the dataset's folder is an MVTec AD category: the paper's figures */
-            cJSON *po = cJSON_AddObjectToObject(root, "published");
-            cJSON_AddStringToObject(po, "category", pub->category);
-            cJSON_AddNumberToObject(po, "layers", dfr_published_layers(m->info.layers));
-            cJSON_AddNumberToObject(po, "pixel_auroc", pub->pixel_auroc);
-            cJSON_AddNumberToObject(po, "aupro", pub->aupro);
-            cJSON_AddStringToObject(po, "source", dfr_published_source());
-        }
-        char *s = cJSON_Print(root);
-        rc = s ? dfr_write_file_atomic(json_path, s, strlen(s)) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
-        free(s);
-        free(ms);
-        cJSON_Delete(root);
-    }
-    cJSON_Delete(settings);
-    free(settings_str);
-    dfr_test_set_free(&ts);
     return rc;
 }
 
@@ -199,29 +143,26 @@ int cmd_eval(int argc, char **argv)
     int created = 0;
     if (out_dir && cli_prepare_dir(out_dir, &created)) return cli_fail("--out");
     cli_stop_on_signals();
-    dfr_model_info info;
-    if (dfr_model_peek(model_path, &info) != DFRCL_OK) {
+    dfrcl_model_info info;
+    if (dfrcl_model_peek(&info, model_path) != DFRCL_OK) {
         if (created) cli_remove_tree(out_dir);
         return cli_fail(NULL);
     }
     bo.layers = info.layers;
     bo.size = info.size;
-    cli_lanes lanes;
-    dfr_metrics mt;
-    int rc = cli_lanes_open(&bo, 0, &lanes);
-    if (!rc) rc = cli_lanes_load_model(&lanes, model_path);
-    dfr_model *m = lanes.m[0];
+    dfrcl_context *ctx = NULL;
+    dfrcl_backbone *bb = NULL;
+    dfrcl_model *m = NULL;
+    dfrcl_metrics mt;
+    int rc = cli_open(&bo, &ctx, &bb);
+    if (!rc) rc = dfrcl_model_load(&m, bb, model_path);
     char title[1024];
     snprintf(title, sizeof title, "dfrcl eval: %s", data ? data : test_dir);
-    if (!rc) rc = cli_eval_model(&lanes, data, test_dir, masks_dir, out_dir, json_path, title,
-                                 model_path, bo.verbosity == 0, &mt);
+    if (!rc) rc = cli_evaluate(m, &bo, data, test_dir, masks_dir, out_dir, json_path, title,
+                               model_path, &mt);
     if (!rc) {
         cli_print_metrics(&mt);
-        const dfr_published *pub = published_for(data, m->info.layers);
-        if (pub)
-            printf("published DFR for %s (VGG19 %d layers, %d px, %d epochs): pixel AUROC %.2f, "
-                   "AUPRO %.2f\n", pub->category, dfr_published_layers(m->info.layers),
-                   DFR_PUBLISHED_SIZE, DFR_PUBLISHED_EPOCHS, pub->pixel_auroc, pub->aupro);
+        cli_print_published(data, info.layers);
         if (out_dir) printf("report: %s/report.html\n", out_dir);
         if (json_path) printf("metrics: %s\n", json_path);
     }
@@ -233,6 +174,8 @@ int cmd_eval(int argc, char **argv)
                 created ? "; removed the partial " : "", created ? out_dir : "");
         ret = cli_stop_exit_code();
     }
-    cli_lanes_close(&lanes);
+    dfrcl_model_close(&m);
+    dfrcl_backbone_close(&bb);
+    dfrcl_close(&ctx);
     return ret;
 }

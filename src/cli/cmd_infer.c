@@ -7,16 +7,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli/backbone_opts.h"
-#include "cli/cli.h"
-#include "cli/outputs.h"
-#include "cli/progress.h"
-#include "io/heatmap.h"
-#include "io/image.h"
-#include "io/npy.h"
-#include "model/dfr.h"
-#include "util/error.h"
-#include "util/fsutil.h"
+#include "backbone_opts.h"
+#include "cli.h"
+#include "outputs.h"
+#include "progress.h"
 
 static void help(void)
 {
@@ -78,7 +72,7 @@ static int plan_names(char *const *imgs, int n, char ***out)
     t.next = calloc(t.cap, sizeof *t.next);
     char **names = calloc((size_t)n, sizeof *names);
     *out = names;
-    int rc = t.keys && t.next && names ? DFRCL_OK : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    int rc = t.keys && t.next && names ? DFRCL_OK : cli_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     for (int i = 0; i < n && !rc; i++) { /* n names and at most n renames: under half full */
         char a[4096], b[4096], key[8300];
         snprintf(a, sizeof a, "%s", imgs[i]);
@@ -94,11 +88,11 @@ static int plan_names(char *const *imgs, int n, char ***out)
             slot = name_slot(&t, key);
         }
         if (slot != first)
-            dfr_log(1, "note: %s would share its outputs under --out with an earlier image: they "
+            cli_log(1, "note: %s would share its outputs under --out with an earlier image: they "
                        "are named %s", imgs[i], key);
         t.keys[slot] = names[i] = strdup(key);
         t.next[slot] = 2;
-        if (!names[i]) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+        if (!names[i]) rc = cli_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     }
     free(t.keys); /* the strings belong to names */
     free(t.next);
@@ -110,18 +104,18 @@ static int out_path(char *buf, size_t n, const char *dir, const char *name, cons
                     cli_written *w)
 {
     if ((size_t)snprintf(buf, n, "%s/%s", dir, name) >= n)
-        return dfr_error(DFRCL_ERR_INVALID_ARG, "output path too long for %s", name);
+        return cli_error(DFRCL_ERR_INVALID_ARG, "output path too long for %s", name);
     char *slash = strrchr(buf, '/');
     *slash = 0;
     struct stat st;
     int rc = DFRCL_OK;
     if (stat(buf, &st) != 0) {
-        rc = dfr_mkdir_p(buf);
+        rc = cli_mkdir_p(buf);
         if (!rc) rc = cli_written_add(w, buf, 1);
     }
     *slash = '/';
     if (!rc && (size_t)snprintf(buf, n, "%s/%s%s", dir, name, suffix) >= n)
-        return dfr_error(DFRCL_ERR_INVALID_ARG, "output path too long for %s", name);
+        return cli_error(DFRCL_ERR_INVALID_ARG, "output path too long for %s", name);
     if (!rc) rc = cli_written_add(w, buf, 0);
     return rc;
 }
@@ -131,16 +125,15 @@ static int write_outputs(const char *dir, const char *name, const dfrcl_image *i
 {
     char p[8400];
     int rc = out_path(p, sizeof p, dir, name, ".npy", w);
-    int64_t shape[2] = {S, S};
-    if (!rc) rc = dfr_npy_write_f32(p, 2, shape, map);
+    if (!rc) rc = dfrcl_save_npy(map, S, S, p);
     if (!rc && item) cli_json_add_name(item, "score_map", p);
     dfrcl_image overlay = {0}, mask = {0};
-    if (!rc) rc = dfr_anomaly_overlay(img, map, S, S, (float)threshold, &overlay, &mask);
+    if (!rc) rc = dfrcl_overlay(img, map, (float)threshold, &overlay, &mask);
     if (!rc) rc = out_path(p, sizeof p, dir, name, "_overlay.png", w);
-    if (!rc) rc = dfr_png_write(p, overlay.width, overlay.height, overlay.channels, overlay.pixels);
+    if (!rc) rc = dfrcl_image_save_png(&overlay, p);
     if (!rc && item) cli_json_add_name(item, "overlay", p);
     if (!rc) rc = out_path(p, sizeof p, dir, name, "_mask.png", w);
-    if (!rc) rc = dfr_png_write(p, mask.width, mask.height, 1, mask.pixels);
+    if (!rc) rc = dfrcl_image_save_png(&mask, p);
     if (!rc && item) cli_json_add_name(item, "mask", p);
     dfrcl_image_free(&overlay);
     dfrcl_image_free(&mask);
@@ -151,19 +144,18 @@ static int write_outputs(const char *dir, const char *name, const dfrcl_image *i
 typedef struct infer_ctx {
     char **argv_img, **names;
     const char *out_dir;
-    const dfr_model_info *info;
+    const dfrcl_model_info *info;
     int json, anomalous, failed, done, *skipped_idx;
     cJSON *arr, *skipped;
-    cli_progress *prog;
     cli_written *written;
 } infer_ctx;
 
 /* One image, in input order: a row or JSON item, and the outputs. An unreadable image is
  * reported and skipped; any other failure stops the run. */
-static int infer_one(void *user, const dfr_sched_result *r)
+static int infer_one(void *user, const dfrcl_result *r)
 {
     infer_ctx *c = user;
-    const dfr_model_info *info = c->info;
+    const dfrcl_model_info *info = c->info;
     const char *path = c->argv_img[r->index];
     cJSON *item = cJSON_CreateObject();
     cli_json_add_name(item, "path", path);
@@ -176,29 +168,24 @@ static int infer_one(void *user, const dfr_sched_result *r)
         free(u);
         c->skipped_idx[c->failed++] = r->index;
     } else if (r->status) {
-        rc = dfr_error(r->status, "%s", r->message);
+        rc = cli_error(r->status, "%s", r->message);
     } else {
-        const float *map = r->map;
         float score = r->score;
-        int bad = score > info->threshold;
-        size_t above = 0;
-        for (size_t k = 0; k < (size_t)info->size * info->size; k++) above += map[k] > info->threshold;
+        int bad = r->anomalous;
         if (c->out_dir)
-            rc = write_outputs(c->out_dir, c->names[r->index], r->image, map, info->size,
-                               info->threshold, item, c->written);
+            rc = write_outputs(c->out_dir, c->names[r->index], r->image, r->map, info->size,
+                               r->threshold, item, c->written);
         if (!rc) {
             c->anomalous += bad;
             cJSON_AddNumberToObject(item, "score", score);
             cJSON_AddBoolToObject(item, "anomalous", bad);
-            cJSON_AddNumberToObject(item, "anomalous_pixel_fraction",
-                                    (double)above / ((double)info->size * info->size));
+            cJSON_AddNumberToObject(item, "anomalous_pixel_fraction", r->anomalous_fraction);
             if (!c->json) printf("%-50s %12.6g  %s\n", path, score, bad ? "ANOMALOUS" : "normal");
             fflush(stdout);
             c->done++;
         }
     }
     cJSON_AddItemToArray(c->arr, item);
-    cli_progress_update(c->prog, r->index + 1, 1, NULL);
     return rc;
 }
 
@@ -231,8 +218,8 @@ int cmd_infer(int argc, char **argv)
         fprintf(stderr, "dfrcl infer: need --model MODEL and at least one IMAGE (see --help)\n");
         return 2;
     }
-    dfr_model_info info;
-    if (dfr_model_peek(model_path, &info) != DFRCL_OK) return cli_fail(NULL);
+    dfrcl_model_info info;
+    if (dfrcl_model_peek(&info, model_path) != DFRCL_OK) return cli_fail(NULL);
     if (bo.layers && bo.layers != info.layers) {
         fprintf(stderr, "dfrcl: error: --layers %d, but the model was trained with %d\n", bo.layers,
                 info.layers);
@@ -248,28 +235,31 @@ int cmd_infer(int argc, char **argv)
         free(names);
         return cli_fail("--out");
     }
-    volatile int *stop = cli_stop_on_signals();
+    cli_stop_on_signals(); /* the score progress callback stops the run */
 
-    cli_lanes lanes = {0};
+    dfrcl_context *ctx = NULL;
+    dfrcl_backbone *bb = NULL;
+    dfrcl_model *m = NULL;
     int *skipped_idx = malloc((size_t)n * sizeof *skipped_idx);
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "images");
-    int rc = skipped_idx ? cli_lanes_open(&bo, 0, &lanes) : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
-    if (!rc) rc = cli_lanes_load_model(&lanes, model_path);
+    int rc = skipped_idx ? cli_open(&bo, &ctx, &bb) : cli_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    if (!rc) rc = dfrcl_model_load(&m, bb, model_path);
     cli_progress prog;
     cli_progress_start(&prog, "infer", n, "img", bo.verbosity == 0 || !out_dir);
     prog.images_per_unit = 1;
     if (!rc && !json) printf("%-50s %12s  %s\n", "image", "score", "verdict");
     cJSON *skipped = cJSON_AddArrayToObject(root, "skipped");
-    /* Decoded on a pool of threads, scored in batches on every device of --device (src/sched). */
-    dfr_scorer *sc = NULL;
-    infer_ctx ctx = {argv + optind, names, out_dir, &info, json, 0, 0, 0, skipped_idx, arr, skipped,
-                     &prog, &written};
-    if (!rc) rc = dfr_scorer_open(&sc, lanes.m, lanes.k, &lanes.so);
-    if (!rc) rc = dfr_scorer_run(sc, (const char *const *)argv + optind, n, infer_one, &ctx, stop);
-    dfr_scorer_close(&sc);
-    anomalous = ctx.anomalous;
-    failed = ctx.failed;
-    done = ctx.done;
+    /* Decoded on a pool of threads, scored in batches on every device of --device. */
+    dfrcl_score_options so;
+    cli_score_options(&bo, &so, &prog);
+    infer_ctx ctx_ = {argv + optind, names, out_dir, &info, json, 0, 0, 0, skipped_idx, arr,
+                      skipped, &written};
+    if (!rc)
+        rc = dfrcl_model_score_files(m, (const char *const *)argv + optind, n, &so, infer_one,
+                                     &ctx_);
+    anomalous = ctx_.anomalous;
+    failed = ctx_.failed;
+    done = ctx_.done;
     cli_progress_end(&prog);
     if (!rc) {
         if (json) {
@@ -306,6 +296,8 @@ int cmd_infer(int argc, char **argv)
     cli_written_free(&written);
     free(skipped_idx);
     cJSON_Delete(root);
-    cli_lanes_close(&lanes);
+    dfrcl_model_close(&m);
+    dfrcl_backbone_close(&bb);
+    dfrcl_close(&ctx);
     return ret;
 }

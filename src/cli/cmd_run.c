@@ -16,6 +16,7 @@
 
 #include "cli/backbone_opts.h"
 #include "cli/cli.h"
+#include "cli/internal_lanes.h"
 #include "cli/outputs.h"
 #include "cli/progress.h"
 #include "cli/train_opts.h"

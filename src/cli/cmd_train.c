@@ -3,35 +3,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#include "cli/backbone_opts.h"
-#include "cli/cli.h"
-#include "cli/outputs.h"
-#include "cli/progress.h"
-#include "cli/train_opts.h"
-#include "eval/evaluate.h"
-#include "io/dataset.h"
-#include "model/cae.h"
-#include "model/dfr.h"
-#include "util/error.h"
-#include "util/fsutil.h"
+#include "backbone_opts.h"
+#include "cli.h"
+#include "outputs.h"
+#include "progress.h"
+#include "train_opts.h"
 
 /* --eval-every: the accuracy curve, one entry per evaluation, rewritten atomically each time. */
 typedef struct curve_ctx {
-    dfr_test_set ts;
+    const char *data;
     cJSON *root, *points;
     const char *path;
 } curve_ctx;
 
-static int on_eval(void *user, int epoch, double seconds, dfr_model *m)
+static int on_eval(void *user, int epoch, double seconds, dfrcl_model *m)
 {
     cli_train_progress *tp = user;
     curve_ctx *c = tp->curve;
-    dfr_metrics mt;
-    dfr_eval_opts eo = {.quiet = 1};
-    int rc = dfr_evaluate(m, &c->ts, &eo, &mt);
+    dfrcl_metrics mt;
+    dfrcl_eval_options eo; /* metrics only, no progress: a stop request is seen by training */
+    dfrcl_default_eval_options(&eo);
+    eo.data = c->data;
+    int rc = dfrcl_evaluate(m, &eo, &mt);
     if (rc) return rc;
-    dfr_log(1, "epoch %d, %.1f s of training: pixel AUROC %.4f, image AUROC %.4f, AUPRO %.4f",
+    cli_log(1, "epoch %d, %.1f s of training: pixel AUROC %.4f, image AUROC %.4f, AUPRO %.4f",
             epoch, seconds, mt.pixel_auroc, mt.image_auroc, mt.aupro);
     cJSON *pt = cJSON_CreateObject();
     cJSON_AddNumberToObject(pt, "epoch", epoch);
@@ -43,18 +40,23 @@ static int on_eval(void *user, int epoch, double seconds, dfr_model *m)
     cJSON_DeleteItemFromObject(c->root, "losses");
     cJSON_AddItemToObject(c->root, "losses", cJSON_CreateDoubleArray(tp->losses, tp->n_losses));
     char *txt = cJSON_Print(c->root);
-    rc = txt ? dfr_write_file_atomic(c->path, txt, strlen(txt))
-             : dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
+    rc = txt ? dfrcl_write_file(c->path, txt, strlen(txt))
+             : cli_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
     free(txt);
     return rc;
 }
 
-/* About the bytes of the model file (the autoencoder's weights), for the room it needs on the disk;
- * with the latent size still unknown (PCA), a tenth of the channels, a typical choice. */
+/* About the bytes of the model file (the autoencoder's fp32 weights and biases: 1x1 convolutions
+ * C -> (C+2L)/2 -> 2L -> L -> 2L -> (C+2L)/2 -> C), for the room it needs on the disk; with the
+ * latent size still unknown (PCA), a tenth of the channels, a typical choice. */
 static double model_bytes(int channels, int latent)
 {
     if (latent <= 0) latent = channels / 10 > 0 ? channels / 10 : 1;
-    return dfr_cae_device_bytes(channels, latent, 0, 0) / 2;
+    double h = (channels + 2 * latent) / 2, dims[7] = {channels, h, 2 * latent, latent,
+                                                        2 * latent, h, channels};
+    double params = 0;
+    for (int l = 0; l < 6; l++) params += dims[l] * dims[l + 1] + 3 * dims[l + 1]; /* + bias, BN */
+    return params * sizeof(float);
 }
 
 static void help(void)
@@ -78,6 +80,89 @@ static void help(void)
            CLI_TRAIN_HELP CLI_BACKBONE_HELP "  -h, --help\n");
 }
 
+/* Trains on the listed images and writes the model (cmd_train's work after its checks). */
+static int train(const cli_backbone_opts *bo, dfrcl_train_options *to, const char *data,
+                 const char *train_dir, const char *out_path, const char *ck_path,
+                 const char *curve_path, char **files, int n_files)
+{
+    char ck_default[4096 + 16], curve_default[4096 + 16];
+    if (!ck_path) {
+        cli_sibling_path(ck_default, sizeof ck_default, out_path, ".checkpoint");
+        ck_path = ck_default;
+    }
+    to->checkpoint = ck_path;
+    cli_stop_on_signals(); /* cli_train_progress_cb asks training to stop */
+    curve_ctx curve = {0};
+    if (to->eval_every) {
+        if (!curve_path) {
+            cli_sibling_path(curve_default, sizeof curve_default, out_path, ".curve.json");
+            curve_path = curve_default;
+        }
+        char test[4200];
+        struct stat st;
+        snprintf(test, sizeof test, "%s/test", data ? data : "");
+        if (!data) {
+            fprintf(stderr, "dfrcl: error: --eval-every needs the dataset's test set: give --data "
+                            "DIR (a dataset folder) instead of --train\n");
+            return 1;
+        }
+        if (stat(test, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "dfrcl: error: --eval-every needs the dataset's test set: %s: no such "
+                            "folder\n", test);
+            return 1;
+        }
+        curve.data = data;
+        curve.root = cJSON_CreateObject();
+        cJSON_AddStringToObject(curve.root, "data", data);
+        cJSON_AddStringToObject(curve.root, "recipe", cli_recipe_name(to->recipe));
+        cJSON_AddNumberToObject(curve.root, "train_images", n_files);
+        cJSON_AddNumberToObject(curve.root, "batch", to->batch);
+        curve.points = cJSON_AddArrayToObject(curve.root, "points");
+        curve.path = curve_path;
+        to->on_eval = on_eval;
+    }
+    if (!data) data = train_dir;
+    dfrcl_context *ctx = NULL;
+    dfrcl_backbone *bb = NULL;
+    dfrcl_model *m = NULL;
+    dfrcl_model_info info;
+    cli_train_progress prog = {0};
+    prog.bar.quiet = bo->verbosity == 0;
+    prog.train_images = n_files;
+    prog.curve = &curve;
+    to->on_progress = cli_train_progress_cb;
+    to->user = &prog;
+    double t0 = cli_now();
+    int rc = cli_open(bo, &ctx, &bb);
+    if (!rc && cli_probe_file(out_path, model_bytes(dfrcl_backbone_channels(bb), to->latent)))
+        rc = cli_error_prefix(DFRCL_ERR_IO, "cannot write the model");
+    if (!rc) {
+        cli_log(1, "training on %d image(s) of %s at %dx%d, %d layers (C=%d), %s recipe", n_files,
+                data, bo->size, bo->size, dfrcl_backbone_layers(bb), dfrcl_backbone_channels(bb),
+                cli_recipe_name(to->recipe));
+        rc = dfrcl_model_train(&m, bb, (const char *const *)files, n_files, bo->size, to);
+        if (prog.bar.phase) cli_progress_end(&prog.bar);
+    }
+    if (!rc) rc = dfrcl_model_save(m, out_path);
+    if (!rc) rc = dfrcl_model_get_info(m, &info);
+    if (!rc) remove(ck_path); /* the model is written: nothing left to resume */
+    if (!rc)
+        printf("wrote %s: %d layers (C=%d), latent %d, size %d, %d epochs, final loss %.6g, "
+               "threshold %.6g (fpr %g); %.1f s\n",
+               out_path, info.layers, info.channels, info.latent, info.size, info.epochs,
+               info.final_loss, info.threshold, info.fpr, cli_now() - t0);
+    int ret = rc == DFRCL_ERR_INTERRUPTED ? (cli_fail(NULL), cli_stop_exit_code())
+              : rc                        ? cli_fail(NULL)
+                                          : 0;
+    if (rc == DFRCL_ERR_INTERRUPTED)
+        fprintf(stderr, "dfrcl: continue with the same command and --resume\n");
+    dfrcl_model_close(&m);
+    dfrcl_backbone_close(&bb);
+    dfrcl_close(&ctx);
+    cJSON_Delete(curve.root);
+    return ret;
+}
+
 int cmd_train(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_BACKBONE_LONGOPTS,
@@ -93,14 +178,14 @@ int cmd_train(int argc, char **argv)
                                          {0, 0, 0, 0}};
     cli_backbone_opts bo;
     cli_backbone_defaults(&bo);
-    dfr_train_opts to;
-    dfr_train_defaults(&to);
+    dfrcl_train_options to;
+    dfrcl_default_train_options(&to);
     const char *data = NULL, *out_path = NULL, *train_dir = NULL, *ck_path = NULL,
                *curve_path = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "d:w:l:s:vqo:h" CLI_TRAIN_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_backbone_option(&bo, c, optarg);
-        if (!r) r = cli_train_option(&to, c, optarg);
+        if (!r) r = cli_train_parse(&to, c, optarg);
         if (r < 0) return 2;
         if (r > 0) continue;
         switch (c) {
@@ -124,76 +209,15 @@ int cmd_train(int argc, char **argv)
     /* Fail now, not after hours of training, if the model cannot be written there. */
     if (cli_probe_file(out_path, 0)) return cli_fail("cannot write the model");
 
-    dfr_file_list files = {0};
-    if (data ? dfr_list_train_images(data, &files) : dfr_list_images(train_dir, &files))
-        return cli_fail(NULL);
-    if (files.count == 0) {
+    char **files = NULL;
+    int n_files = 0;
+    if (dfrcl_list_images(data ? data : train_dir, !!data, &files, &n_files)) return cli_fail(NULL);
+    if (n_files == 0) {
         fprintf(stderr, "dfrcl: error: %s: no images (.png, .jpg, .jpeg) in it\n", train_dir);
+        dfrcl_free_list(files, n_files);
         return 1;
     }
-    if (!data) data = train_dir;
-    char ck_default[4096 + 16];
-    if (!ck_path) {
-        cli_sibling_path(ck_default, sizeof ck_default, out_path, ".checkpoint");
-        ck_path = ck_default;
-    }
-    to.checkpoint = ck_path;
-    to.stop = cli_stop_on_signals();
-    curve_ctx curve = {0};
-    char curve_default[4096 + 16];
-    if (to.eval_every) {
-        if (!curve_path) {
-            cli_sibling_path(curve_default, sizeof curve_default, out_path, ".curve.json");
-            curve_path = curve_default;
-        }
-        if (dfr_test_set_load(train_dir ? NULL : data, NULL, NULL, &curve.ts))
-            return cli_fail("--eval-every needs the dataset's test set");
-        curve.root = cJSON_CreateObject();
-        cJSON_AddStringToObject(curve.root, "data", data);
-        cJSON_AddStringToObject(curve.root, "recipe", dfr_recipe_name(to.recipe));
-        cJSON_AddNumberToObject(curve.root, "train_images", files.count);
-        cJSON_AddNumberToObject(curve.root, "batch", to.batch);
-        curve.points = cJSON_AddArrayToObject(curve.root, "points");
-        curve.path = curve_path;
-        to.on_eval = on_eval;
-    }
-    dfr_runtime *rt = NULL;
-    dfr_vgg19 *vgg = NULL;
-    dfr_model *m = NULL;
-    cli_train_progress prog = {0};
-    prog.bar.quiet = bo.verbosity == 0;
-    prog.train_images = files.count;
-    prog.curve = &curve;
-    to.progress = cli_train_on_progress;
-    to.user = &prog;
-    double t0 = cli_now();
-    int rc = cli_backbone_open(&bo, 0, &rt, &vgg);
-    if (!rc && cli_probe_file(out_path, model_bytes(vgg->channels, to.latent)))
-        rc = dfr_error_prefix(DFRCL_ERR_IO, "cannot write the model");
-    if (!rc) {
-        dfr_log(1, "training on %d image(s) of %s at %dx%d, %d layers (C=%d), %s recipe",
-                files.count, data, bo.size, bo.size, vgg->layers, vgg->channels,
-                dfr_recipe_name(to.recipe));
-        rc = dfr_train(&m, rt, vgg, (const char *const *)files.paths, files.count, bo.size, &to);
-        if (prog.bar.phase) cli_progress_end(&prog.bar);
-    }
-    if (!rc) rc = dfr_model_save(m, out_path);
-    if (!rc) remove(ck_path); /* the model is written: nothing left to resume */
-    if (!rc)
-        printf("wrote %s: %d layers (C=%d), latent %d, size %d, %d epochs, final loss %.6g, "
-               "threshold %.6g (fpr %g); %.1f s\n",
-               out_path, m->info.layers, m->info.channels, m->info.latent, m->info.size,
-               m->info.epochs, m->info.final_loss, m->info.threshold, m->info.fpr, cli_now() - t0);
-    int ret = rc == DFRCL_ERR_INTERRUPTED ? (cli_fail(NULL), cli_stop_exit_code())
-              : rc                        ? cli_fail(NULL)
-                                          : 0;
-    if (rc == DFRCL_ERR_INTERRUPTED)
-        fprintf(stderr, "dfrcl: continue with the same command and --resume\n");
-    dfr_model_free(&m);
-    dfr_vgg19_free(&vgg);
-    dfr_runtime_close(&rt);
-    dfr_file_list_free(&files);
-    if (to.eval_every) dfr_test_set_free(&curve.ts);
-    cJSON_Delete(curve.root);
+    int ret = train(&bo, &to, data, train_dir, out_path, ck_path, curve_path, files, n_files);
+    dfrcl_free_list(files, n_files);
     return ret;
 }

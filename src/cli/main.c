@@ -86,26 +86,6 @@ int cli_stop_exit_code(void) { return 128 + (stop_signal ? (int)stop_signal : SI
 
 const char *cli_stop_signal_name(void) { return stop_signal == SIGTERM ? "SIGTERM" : "SIGINT"; }
 
-int cli_fail(const char *context)
-{
-    if (context) fprintf(stderr, "dfrcl: error: %s: %s\n", context, dfrcl_last_error());
-    else fprintf(stderr, "dfrcl: error: %s\n", dfrcl_last_error());
-    return 1;
-}
-
-int cli_int(const char *opt, const char *val, int lo, int hi, int *out)
-{
-    char *end = NULL;
-    long v = strtol(val, &end, 10);
-    if (!*val || *end || v < lo || v > hi) {
-        fprintf(stderr, "dfrcl: error: %s expects an integer in %d..%d, not '%s'\n", opt, lo, hi,
-                val);
-        return 0;
-    }
-    *out = (int)v;
-    return 1;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {

@@ -11,6 +11,9 @@
  * Errors name the path and say what to do. */
 int cli_probe_file(const char *path, double bytes);
 
+/* mkdir -p; an error naming the part that failed. */
+int cli_mkdir_p(const char *dir);
+
 /* Makes an output folder (mkdir -p) and checks that files can be created in it; refuses a path
  * naming a file. *created (may be NULL) says whether the folder is new. */
 int cli_prepare_dir(const char *dir, int *created);

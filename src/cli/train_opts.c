@@ -1,14 +1,15 @@
-#include "cli/train_opts.h"
+#include "train_opts.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "model/featstore.h"
+#include "cli.h"
 
-int cli_train_option(dfr_train_opts *o, int opt, const char *arg)
+const char *cli_recipe_name(int recipe) { return recipe == 1 ? "published" : "fast"; }
+
+int cli_train_parse(dfrcl_train_options *o, int opt, const char *arg)
 {
     char *end = NULL;
     int seed = 0;
@@ -40,8 +41,8 @@ int cli_train_option(dfr_train_opts *o, int opt, const char *arg)
         }
         return cli_int("--latent", arg, 1, 1 << 20, &o->latent) ? 1 : -1;
     case 1210:
-        if (!strcmp(arg, "fast")) o->recipe = DFR_RECIPE_FAST;
-        else if (!strcmp(arg, "published")) o->recipe = DFR_RECIPE_PUBLISHED;
+        if (!strcmp(arg, "fast")) o->recipe = 0;
+        else if (!strcmp(arg, "published")) o->recipe = 1;
         else {
             fprintf(stderr, "dfrcl: error: --recipe expects fast or published, not '%s'\n", arg);
             return -1;
@@ -70,12 +71,13 @@ int cli_train_option(dfr_train_opts *o, int opt, const char *arg)
                     arg);
             return -1;
         }
-        o->memory = v * unit;
+        o->memory_mib = v * unit / (1024.0 * 1024.0);
         return 1;
     }
     case 1214: {
-        for (int i = DFR_FS_AUTO; i <= DFR_FS_DISK; i++)
-            if (!strcmp(arg, dfr_fs_place_name(i))) {
+        static const char *const places[] = {"auto", "device", "host", "disk"};
+        for (int i = 0; i < 4; i++) /* dfrcl_train_options.store's values */
+            if (!strcmp(arg, places[i])) {
                 o->store = i;
                 return 1;
             }
@@ -96,8 +98,9 @@ int cli_train_option(dfr_train_opts *o, int opt, const char *arg)
     }
 }
 
-void cli_train_on_progress(void *user, const char *phase, int done, int total, double loss)
+int cli_train_progress_cb(void *user, const char *phase, int done, int total, double loss)
 {
+    if (!strcmp(phase, "step")) return *cli_stop_flag(); /* only to see a stop within an epoch */
     cli_train_progress *tp = user;
     cli_progress *p = &tp->bar;
     if (!p->phase || strcmp(p->phase, phase) != 0) {
@@ -114,4 +117,10 @@ void cli_train_on_progress(void *user, const char *phase, int done, int total, d
         }
     }
     cli_progress_update(p, done, p->images_per_unit, extra[0] ? extra : NULL);
+    return *cli_stop_flag();
+}
+
+void cli_train_on_progress(void *user, const char *phase, int done, int total, double loss)
+{
+    cli_train_progress_cb(user, phase, done, total, loss);
 }

@@ -2,8 +2,8 @@
 #ifndef DFRCL_CLI_TRAIN_OPTS_H
 #define DFRCL_CLI_TRAIN_OPTS_H
 
-#include "cli/progress.h"
-#include "model/dfr.h"
+#include "dfrcl.h"
+#include "progress.h"
 
 #define CLI_TRAIN_LONGOPTS                                                                      \
     {"epochs", required_argument, 0, 'e'}, {"batch", required_argument, 0, 'b'},                \
@@ -46,9 +46,12 @@
 
 /* Handles one getopt_long result for the training options: 1 if it was one, 0 if not, -1 on a
  * bad value (message printed). */
-int cli_train_option(dfr_train_opts *o, int opt, const char *arg);
+int cli_train_parse(dfrcl_train_options *o, int opt, const char *arg);
+/* The recipe's name ("fast", "published"). */
+const char *cli_recipe_name(int recipe);
 
-/* A dfr_train_opts.progress callback drawing one bar per phase; user is a cli_train_progress. */
+/* A dfrcl_train_options.on_progress callback drawing one bar per phase (user is a
+ * cli_train_progress); returns non-zero once a signal asked to stop (cli_stop_on_signals). */
 typedef struct cli_train_progress {
     cli_progress bar;
     int train_images; /* for images/s while training */
@@ -56,5 +59,7 @@ typedef struct cli_train_progress {
     double losses[4096];     /* every epoch's loss, for the curve */
     int n_losses;
 } cli_train_progress;
+int cli_train_progress_cb(void *user, const char *phase, int done, int total, double loss);
+/* The same as a progress callback that cannot stop (internal dfr_train_opts, cmd_run). */
 void cli_train_on_progress(void *user, const char *phase, int done, int total, double loss);
 #endif
