@@ -452,7 +452,7 @@ static int check_options(const dfrcl_campaign_options *o)
                        "keeps a checkpoint per category and reports progress to o->on_event");
     DFRCL_CHECK_ARG(!o->score.progress, FN "o->score.progress is set: the campaign reports "
                                            "evaluation's progress to o->on_event");
-    return dfrcl_check_score_options_(&o->score, "dfrcl_campaign_run: o->score");
+    return dfr_api_check_score_options(&o->score, "dfrcl_campaign_run: o->score");
 #undef FN
 }
 

@@ -285,7 +285,7 @@ static void problem(merge *m, int reason, int shards, const char *f, ...)
     va_start(ap, f);
     vsnprintf(msg, sizeof msg, f, ap);
     va_end(ap);
-    if (!m->bad++) snprintf(m->first, sizeof m->first, "%s", msg);
+    if (!m->bad++) snprintf(m->first, sizeof m->first, "%.1000s", msg);
     dfrcl_campaign_event e = {.kind = DFRCL_CAMPAIGN_PROBLEM, .message = msg, .reason = reason,
                               .shard_count = shards};
     if (m->fn) dfr_campaign_emit(m->fn, m->user, &e);
