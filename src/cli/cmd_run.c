@@ -170,10 +170,6 @@ static int fail(const run_view *v, int rc, const dfrcl_campaign_result *res)
     case DFRCL_CAMPAIGN_NO_SHARDS:
         cli_error(rc, "%s with 'dfrcl run --shard I/N --out %s'", msg, v->out);
         break;
-    case DFRCL_CAMPAIGN_NO_CATEGORIES:
-    case DFRCL_CAMPAIGN_UNKNOWN_CATEGORY:
-        cli_error(rc, "%s (--data, --categories)", msg);
-        break;
     default: break;
     }
     return cli_fail(NULL);
