@@ -48,11 +48,11 @@ int dfrcl_published_find(const char *data, int layers, dfrcl_published *out)
 }
 
 /* "[0] name, [1] name" of the context's devices, for the report and settings. */
-static void device_names(const dfrcl_context *c, char *buf, size_t n)
+static void device_names(const dfrcl_context *c, int k, char *buf, size_t n)
 {
     size_t used = 0;
     buf[0] = 0;
-    for (int i = 0; i < c->k && used < n - 1; i++) {
+    for (int i = 0; i < k && used < n - 1; i++) {
         int w = snprintf(buf + used, n - used, "%s[%d] %s", i ? ", " : "", c->rt[i]->info.index,
                          c->rt[i]->info.name);
         if (w < 0) break;
@@ -77,7 +77,7 @@ static cJSON *settings_json(const dfrcl_model *m, const dfrcl_eval_options *o, c
     cJSON_AddNumberToObject(s, "epochs", in->epochs);
     cJSON_AddStringToObject(s, "backbone", in->backbone_desc);
     cJSON_AddStringToObject(s, "device", m->m[0]->rt->info.name);
-    if (m->bb->ctx->k > 1) cJSON_AddStringToObject(s, "devices", devs);
+    if (m->k > 1) cJSON_AddStringToObject(s, "devices", devs);
     cJSON_AddStringToObject(s, "dfrcl_version", DFRCL_VERSION);
     return s;
 }
@@ -161,10 +161,10 @@ int dfrcl_evaluate(dfrcl_model *m, const dfrcl_eval_options *o, dfrcl_metrics *o
     const dfr_model *dm = m->m[0];
     const dfrcl_context *ctx = m->bb->ctx;
     char devs[2048], subtitle[4096], title[1024];
-    device_names(ctx, devs, sizeof devs);
+    device_names(ctx, m->k, devs, sizeof devs);
     snprintf(subtitle, sizeof subtitle, "model %s · %d layers, latent %d, size %d · backbone %s · %s",
              o->model_name ? o->model_name : "", dm->info.layers, dm->info.latent, dm->info.size,
-             dm->info.backbone_desc, ctx->k > 1 ? devs : dm->rt->info.name);
+             dm->info.backbone_desc, m->k > 1 ? devs : dm->rt->info.name);
     snprintf(title, sizeof title, "dfrcl eval: %s", o->data ? o->data : o->test_dir);
     cJSON *settings = settings_json(m, o, devs);
     char *settings_str = settings ? cJSON_Print(settings) : NULL;
@@ -173,7 +173,7 @@ int dfrcl_evaluate(dfrcl_model *m, const dfrcl_eval_options *o, dfrcl_metrics *o
     dfr_eval_opts eo = {.out_dir = o->out_dir, .title = o->title ? o->title : title,
                         .subtitle = subtitle, .settings_json = settings_str,
                         .quiet = dm->rt->verbosity == 0, .progress = on_eval_progress,
-                        .user = &ep, .stop = &ep.stop, .models = m->m, .n_models = ctx->k,
+                        .user = &ep, .stop = &ep.stop, .models = m->m, .n_models = m->k,
                         .sched = {o->score.batch, o->score.threads}};
     dfrcl_metrics mt;
     if (!rc) rc = dfr_evaluate(m->m[0], &ts, &eo, &mt);
