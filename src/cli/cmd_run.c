@@ -79,6 +79,7 @@ static void end_bars(run_view *v)
 static void on_progress(run_view *v, const dfrcl_campaign_event *e)
 {
     if (strcmp(e->phase, "eval")) {
+        if (!strcmp(e->phase, "features")) v->train.train_images = e->total; /* for img/s */
         cli_train_progress_cb(&v->train, e->phase, e->done, e->total, e->loss);
         return;
     }
@@ -94,9 +95,7 @@ static void on_progress(run_view *v, const dfrcl_campaign_event *e)
 static void print_problem(const run_view *v, const dfrcl_campaign_event *e)
 {
     fprintf(stderr, "dfrcl: error: %s", e->message);
-    if (e->reason == DFRCL_CAMPAIGN_MISSING_SHARDS)
-        fprintf(stderr, " ('dfrcl run --shard I/%d --out %s')", e->shard_count, v->out);
-    else if (e->reason == DFRCL_CAMPAIGN_UNFINISHED)
+    if (e->reason == DFRCL_CAMPAIGN_MISSING_SHARDS || e->reason == DFRCL_CAMPAIGN_UNFINISHED)
         fprintf(stderr, " ('dfrcl run --shard I/%d --out %s')", e->shard_count, v->out);
     fputc('\n', stderr);
 }
@@ -124,7 +123,6 @@ static int on_event(void *user, const dfrcl_campaign_event *e)
         printf("[%d/%d] %s: %s\n", e->index, e->count, e->category,
                e->kind == DFRCL_CAMPAIGN_TRAINING ? "training" : "evaluating its model");
         fflush(stdout);
-        v->train.train_images = 0;
         break;
     case DFRCL_CAMPAIGN_PROGRESS: on_progress(v, e); break;
     case DFRCL_CAMPAIGN_DONE:
