@@ -442,7 +442,128 @@ DFRCL_API int dfrcl_demo_dataset_write(const char *dir, int size, int n_train, i
                                        int n_test_defect, uint32_t seed);
 
 /* ---- 1.1: campaigns (many categories, optionally sharded over a cluster) ---- */
-/* (declared by the campaign work; see dfrcl_campaign_*) */
+/* A campaign trains and evaluates every category of a dataset root (its sub-folders holding
+ * train/good, as in MVTec AD; the root itself when it holds train/good) into a campaign folder
+ * `out`: out/<category>/model.safetensors, metrics.json, settings.json and eval/ (maps,
+ * overlays, report.html), then out/summary.html, .json and .csv beside the published DFR figures.
+ * It resumes: a category with a model and metrics made with the same settings is skipped, and
+ * training stopped midway continues from out/<category>/train.checkpoint. One run at a time per
+ * folder (out/dfrcl-run.lock; the same file as the `dfrcl run` command's).
+ *
+ * Sharded (shard_count N > 0), it runs categories I, I+N, ... (in sorted order, from 1) and
+ * records them in out/shards/I-of-N.json instead of writing the summary; the N shards may run at
+ * once into one folder (from the tasks of a Slurm job array or a Kubernetes Indexed Job), and
+ * dfrcl_campaign_merge then writes the summary, the same files as one unsharded run. */
+
+/* What a campaign reports as it goes (dfrcl_campaign_event.kind). */
+typedef enum dfrcl_campaign_event_kind {
+    DFRCL_CAMPAIGN_START = 1,  /* the categories are known: count (own of them: total) */
+    DFRCL_CAMPAIGN_OTHER_SETTINGS, /* a category holds results of other settings (message: what
+                                    * differs); with force they are removed and it is redone */
+    DFRCL_CAMPAIGN_SKIPPED,    /* a category done before with these settings */
+    DFRCL_CAMPAIGN_TRAINING,   /* a category starts (or resumes) training */
+    DFRCL_CAMPAIGN_EVALUATING, /* a category's model exists: it is evaluated */
+    DFRCL_CAMPAIGN_PROGRESS,   /* phase "features", "train", "step", "threshold" (as training's
+                                * on_progress) or "eval": done of total, loss */
+    DFRCL_CAMPAIGN_DONE,       /* a category's metrics (and seconds) */
+    DFRCL_CAMPAIGN_FAILED,     /* a category's files could not be read (message): the campaign
+                                * goes on and marks it failed */
+    DFRCL_CAMPAIGN_MERGING,    /* a merge found shard_count shards over count categories */
+    DFRCL_CAMPAIGN_PROBLEM,    /* one reason a merge is refused (message, reason) */
+    DFRCL_CAMPAIGN_SUMMARY,    /* the summary files are written; message: the table as text */
+    DFRCL_CAMPAIGN_WARNING,    /* message (e.g. a file system without file locks) */
+} dfrcl_campaign_event_kind;
+
+/* Why a campaign call was refused, or a merge problem (dfrcl_campaign_result.reason,
+ * dfrcl_campaign_event.reason): so a program can give advice in its own terms. */
+typedef enum dfrcl_campaign_reason {
+    DFRCL_CAMPAIGN_BUSY = 1,          /* out is in use by another run or a merge */
+    DFRCL_CAMPAIGN_BUSY_SHARDS,       /* out is in use by shards */
+    DFRCL_CAMPAIGN_SHARD_RUNNING,     /* this shard already runs */
+    DFRCL_CAMPAIGN_SETTINGS_DIFFER,   /* categories hold results of other settings (not force) */
+    DFRCL_CAMPAIGN_SHARD_COUNT,       /* out/shards holds records of another shard count */
+    DFRCL_CAMPAIGN_NO_CATEGORIES,     /* the root holds no category (or none of the list) */
+    DFRCL_CAMPAIGN_UNKNOWN_CATEGORY,  /* a listed category is not in the root */
+    DFRCL_CAMPAIGN_NO_SHARDS,         /* merge: out holds no shard records */
+    DFRCL_CAMPAIGN_MISSING_SHARDS,    /* merge problem: shards never recorded (shard_count N) */
+    DFRCL_CAMPAIGN_UNFINISHED,        /* merge problem: a category of a shard has not ended */
+    DFRCL_CAMPAIGN_MERGE_REFUSED,     /* merge refused: the problems it reported */
+} dfrcl_campaign_reason;
+
+/* One event. Library-filled and valid during the callback only; later versions may append
+ * fields (never move these). */
+typedef struct dfrcl_campaign_event {
+    int kind;                 /* a dfrcl_campaign_event_kind */
+    const char *category;     /* NULL for campaign-wide events */
+    const char *dir;          /* the category's folder in out (NULL without a category) */
+    int index, count;         /* the category's number among this run's own (1..), of how many;
+                               * START, MERGING: count = all categories */
+    int total_own;            /* START: this run's (shard's) own categories */
+    int shard_index, shard_count; /* 0 when not sharded */
+    const char *message;      /* OTHER_SETTINGS, FAILED, PROBLEM, SUMMARY, WARNING */
+    int reason;               /* PROBLEM: a dfrcl_campaign_reason, 0 for others */
+    const dfrcl_metrics *metrics; /* DONE */
+    double seconds;           /* DONE: the category's time */
+    const char *phase;        /* PROGRESS */
+    int done, total;
+    double loss;
+} dfrcl_campaign_event;
+/* Returns 0 to go on. A non-zero return stops the run at the next safe point (a training
+ * checkpoint, before the next test image or category): dfrcl_campaign_run then returns
+ * DFRCL_ERR_INTERRUPTED, the stopped category's partial eval/ is removed, and the same call
+ * continues the campaign. */
+typedef int (*dfrcl_campaign_fn)(void *user, const dfrcl_campaign_event *e);
+
+/* Caller-filled: initialise with dfrcl_default_campaign_options. */
+typedef struct dfrcl_campaign_options {
+    const char *root;        /* the dataset root (required) */
+    const char *out;         /* the campaign folder (required; created if needed) */
+    const char *categories;  /* NULL: every category; else "a,b": only these (each must exist) */
+    int shard_index, shard_count; /* shard I of N (1 <= I <= N), or 0, 0: not sharded */
+    /* Categories holding results of other settings: 0 refuses the run (DFRCL_ERR_MISMATCH,
+     * reason SETTINGS_DIFFER) naming them, 1 removes their results and redoes them. */
+    int force;
+    int size;                /* images are trained and scored at size x size (default 256) */
+    /* Training (per category). checkpoint, resume, progress, on_progress, on_eval and
+     * eval_every must stay unset: the campaign keeps a checkpoint per category and reports
+     * progress through on_event. */
+    dfrcl_train_options train;
+    /* Evaluation's batch and threads; its progress must stay NULL (on_event gets it). */
+    dfrcl_score_options score;
+    dfrcl_campaign_fn on_event; /* may be NULL */
+    void *user;
+    uint64_t reserved[16];   /* zero (dfrcl_default_campaign_options) */
+} dfrcl_campaign_options;
+/* Fills o with the defaults (no root or out, unsharded, size 256, the default train and score
+ * options) and zeroes its reserved space. */
+DFRCL_API void dfrcl_default_campaign_options(dfrcl_campaign_options *o);
+
+/* How a campaign call ended. Library-filled (also on failure; reserved zero). */
+typedef struct dfrcl_campaign_result {
+    int categories;           /* in the campaign (every shard's) */
+    int own;                  /* this run's (its shard's) */
+    int ran, skipped, failed; /* of its own: trained and/or evaluated now, done before, failed */
+    int reason;               /* when refused: a dfrcl_campaign_reason; else 0 */
+    int shard_count;          /* merge: the shards merged */
+    uint64_t reserved[13];
+} dfrcl_campaign_result;
+
+/* Runs the campaign o describes with the backbone bb (its context's devices: each category
+ * trains on the first, and its evaluation spreads over all of them). res may be NULL. A category
+ * whose files cannot be read fails alone (DFRCL_CAMPAIGN_FAILED, counted in res->failed) and
+ * the call still returns DFRCL_OK; anything else stops the campaign with its status. */
+DFRCL_API int dfrcl_campaign_run(dfrcl_backbone *bb, const dfrcl_campaign_options *o,
+                                 dfrcl_campaign_result *res);
+/* Writes the summary of a sharded campaign in out from its shards' records, as one unsharded
+ * run would. Refuses (DFRCL_ERR_INVALID_ARG, reason MERGE_REFUSED or NO_SHARDS; every problem
+ * also reaches on_event as a PROBLEM) missing shards, unfinished or missing categories, and
+ * shards or categories of other settings; writes nothing then. on_event may be NULL. */
+DFRCL_API int dfrcl_campaign_merge(const char *out, dfrcl_campaign_fn on_event, void *user,
+                                   dfrcl_campaign_result *res);
+/* Parses a shard: "I/N" (shard I of N, from 1), or "auto": from a Slurm job array
+ * (SLURM_ARRAY_TASK_ID, _MIN, _STEP, _COUNT) or a Kubernetes Indexed Job (JOB_COMPLETION_INDEX,
+ * from 0, and DFRCL_SHARD_COUNT). DFRCL_ERR_INVALID_ARG names what is wrong. */
+DFRCL_API int dfrcl_campaign_shard_parse(const char *spec, int *index, int *count);
 
 #ifdef __cplusplus
 }
