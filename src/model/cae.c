@@ -192,9 +192,7 @@ static void init_host(const dfr_cae *m, uint32_t seed, float *params, float *run
 static int zero_buffer(dfr_cae *m, cl_mem b, size_t n)
 {
     float zero = 0.0f;
-    cl_int err = clEnqueueFillBuffer(m->rt->queue, b, &zero, sizeof zero, 0, n * sizeof(float), 0,
-                                     NULL, NULL);
-    return dfr_cl_error(err, "CAE: clearing a buffer");
+    return dfr_fill(m->rt, b, 0, n * sizeof(float), &zero, sizeof zero, "CAE state");
 }
 
 static int cae_create(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int max_batch,
@@ -575,9 +573,8 @@ static int fold(dfr_cae *m)
                                 "CAE folded weights", &m->folded);
         if (rc) return rc;
     }
-    cl_int err = clEnqueueCopyBuffer(m->rt->queue, m->params, m->folded, 0, 0,
-                                     m->nparams * sizeof(float), 0, NULL, NULL);
-    int rc = dfr_cl_error(err, "CAE: copying the weights to fold");
+    int rc = dfr_copy(m->rt, m->params, 0, m->folded, 0, m->nparams * sizeof(float),
+                      "the CAE weights to fold");
     for (int l = 0; l < NCONV && !rc; l++) {
         int k = bn_of_conv[l];
         if (k < 0) continue;
@@ -700,14 +697,13 @@ int dfr_cae_copy_weights(dfr_cae *dst, dfr_cae *src)
 {
     if (!dst || !src || memcmp(dst->ch, src->ch, sizeof dst->ch) != 0)
         return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: copying weights between different shapes");
-    cl_command_queue q = src->rt->queue;
-    cl_int err = clEnqueueCopyBuffer(q, src->params, dst->params, 0, 0,
-                                     src->nparams * sizeof(float), 0, NULL, NULL);
-    if (err == CL_SUCCESS)
-        err = clEnqueueCopyBuffer(q, src->running, dst->running, 0, 0,
-                                  src->nrunning * sizeof(float), 0, NULL, NULL);
+    int rc = dfr_copy(src->rt, src->params, 0, dst->params, 0, src->nparams * sizeof(float),
+                      "the CAE weights");
+    if (!rc)
+        rc = dfr_copy(src->rt, src->running, 0, dst->running, 0, src->nrunning * sizeof(float),
+                      "the CAE running statistics");
     dst->folded_ok = 0;
-    return dfr_cl_error(err, "CAE: copying the weights");
+    return rc;
 }
 
 size_t dfr_cae_nparams(const dfr_cae *cae) { return cae ? cae->nparams : 0; }

@@ -375,9 +375,8 @@ int dfr_fs_put(dfr_fs *fs, int i, cl_mem src, int slot)
         cl_mem chunk = fs->chunks[i / fs->per_chunk];
         size_t at = (size_t)(i % fs->per_chunk);
         if (fs->prec == 16) return pack_half(fs, src, per * slot, chunk, per * at);
-        cl_int err = clEnqueueCopyBuffer(fs->rt->queue, src, chunk, fbytes * slot,
-                                         fs->img_bytes * at, fbytes, 0, NULL, NULL);
-        return dfr_cl_error(err, "storing training features");
+        return dfr_copy(fs->rt, src, fbytes * slot, chunk, fs->img_bytes * at, fbytes,
+                        "training features to the store");
     }
     unsigned char *dst = fs->place == DFR_FS_HOST ? fs->host + fs->img_bytes * i : fs->buf;
     int rc = DFRCL_OK;
@@ -409,9 +408,8 @@ int dfr_fs_gather(dfr_fs *fs, const int *idx, int count, cl_mem pos, int k, cl_m
             cl_mem chunk = fs->chunks[idx[j] / fs->per_chunk];
             size_t at = (size_t)(idx[j] % fs->per_chunk);
             if (fs->prec == 32 && !pos) {
-                cl_int err = clEnqueueCopyBuffer(fs->rt->queue, chunk, dst, fbytes * at, fbytes * j,
-                                                 fbytes, 0, NULL, NULL);
-                rc = dfr_cl_error(err, "copying training features");
+                rc = dfr_copy(fs->rt, chunk, fbytes * at, dst, fbytes * j, fbytes,
+                              "training features from the store");
             } else {
                 rc = gather_one(fs, chunk, per * at, pos, k, dst, (size_t)fs->C * k * j);
             }

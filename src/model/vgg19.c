@@ -250,9 +250,8 @@ static int features(dfr_vgg19 *v, const uint8_t *pixels, cl_mem dev_px, size_t d
     rc = ensure_buffers(v, size);
     if (rc) return rc;
     if (pixels) rc = dfr_write(v->rt, v->img_u8, 0, (size_t)size * size * channels, pixels, "upload");
-    else rc = dfr_cl_error(clEnqueueCopyBuffer(v->rt->queue, dev_px, v->img_u8, dev_off, 0,
-                                               (size_t)size * size * channels, 0, NULL, NULL),
-                           "copying an image of a batch");
+    else rc = dfr_copy(v->rt, dev_px, dev_off, v->img_u8, 0, (size_t)size * size * channels,
+                       "an image of a batch");
     if (!rc) rc = dfr_op_preprocess(v->rt, v->img_u8, size, size, channels, v->act[0]);
     int cur = 0, h = size, c_off = image_index * v->channels;
     for (int i = 0; i < v->layers && !rc; i++) {
