@@ -26,7 +26,8 @@ int dfr_cl_error(cl_int err, const char *what)
         err == CL_INVALID_BUFFER_SIZE)
         return dfr_error(DFRCL_ERR_DEVICE_MEMORY,
                          "%s: the OpenCL device ran out of memory or resources (%s, %d); try a "
-                         "smaller --size or batch, or a device with more memory",
+                         "smaller image size (size) or batch (batch), or a device with more "
+                         "memory",
                          what, dfrcl_status_name(err), err);
     if (err == CL_OUT_OF_HOST_MEMORY)
         return dfr_error(DFRCL_ERR_HOST_MEMORY, "%s: out of host memory (CL_OUT_OF_HOST_MEMORY)",
@@ -545,13 +546,13 @@ static int too_big(const dfr_runtime *rt, size_t bytes, const char *what)
     if (rt->info.max_alloc_bytes && bytes > rt->info.max_alloc_bytes)
         return dfr_error(DFRCL_ERR_DEVICE_MEMORY,
                          "%s needs a buffer of %.1f MiB but %s allows at most %.1f MiB per buffer "
-                         "(%.0f MiB in all); try a smaller --size or --batch",
+                         "(%.0f MiB in all); try a smaller image size (size) or batch (batch)",
                          what, bytes / mib, rt->info.name, rt->info.max_alloc_bytes / mib,
                          rt->info.global_mem_bytes / mib);
     return dfr_error(DFRCL_ERR_DEVICE_MEMORY,
                      "%s needs %.1f MiB more, but %s has %.0f MiB of memory and dfrcl holds %.1f "
-                     "MiB of it already (at most %.0f MiB per buffer); try a smaller --size or "
-                     "--batch",
+                     "MiB of it already (at most %.0f MiB per buffer); try a smaller image size "
+                     "(size) or batch (batch)",
                      what, bytes / mib, rt->info.name, rt->info.global_mem_bytes / mib,
                      dfr_runtime_mem_used(rt) / mib, rt->info.max_alloc_bytes / mib);
 }

@@ -32,8 +32,13 @@ volatile int *cli_stop_flag(void);
 int cli_stop_exit_code(void);
 const char *cli_stop_signal_name(void);
 
-/* Prints "dfrcl: error: <dfrcl_last_error()>" (or the given context) and returns exit code 1. */
+/* Prints "dfrcl: error: <dfrcl_last_error()>" (or the given context) and returns exit code 1;
+ * the message ends with the options that set the settings it names (cli_option_hint). */
 int cli_fail(const char *context);
+/* The library names a setting by its API name in parentheses ("the memory budget (memory_mib)",
+ * "(lr 0.01)"), never by a command-line option: writes into out " (command-line option:
+ * --memory)" for the settings msg names that a command has an option for, else "". */
+void cli_option_hint(const char *msg, char *out, size_t n);
 /* Parses a positive integer option value; prints an error naming the option when invalid. */
 int cli_int(const char *opt, const char *val, int lo, int hi, int *out);
 #endif

@@ -133,7 +133,8 @@ int dfr_vgg19_load(dfr_vgg19 **out, dfr_runtime *rt, const char *path, int layer
             list_layers(st, have, sizeof have);
             rc = dfr_error(DFRCL_ERR_FORMAT,
                            "%s: has no %s (%s, %s) but %d layer(s) were asked for; the file has: "
-                           "%s. Use --layers with at most the layers it has, or a full VGG19 file",
+                           "%s. Ask for at most the layers it has (layers), or give a full VGG19 "
+                           "file",
                            path, layer_names[i], wn, bn, layers, have);
             break;
         }

@@ -537,8 +537,8 @@ static int lane_open(lane *L, dfr_model *m, const dfr_sched_opts *o)
                                      "a batch's score maps", &L->sl[j].maps);
     }
     if (rc == DFRCL_ERR_DEVICE_MEMORY)
-        rc = dfr_error_prefix(rc, "batches of %d images on device [%d] %s (give a smaller --batch)",
-                              b, L->device, m->rt->info.name);
+        rc = dfr_error_prefix(rc, "batches of %d images on device [%d] %s (give a smaller batch "
+                              "(batch))", b, L->device, m->rt->info.name);
     return rc;
 }
 
