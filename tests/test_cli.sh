@@ -60,7 +60,7 @@ expect 1 "no train/good folder" "$dfrcl" train --data "$tmp/nogood" $tr -o "$tmp
 expect 1 "no such folder" "$dfrcl" train --data "$tmp/missing" $tr -o "$tmp/m.safetensors"
 expect 1 "bad.png" "$dfrcl" train --data "$tmp/empty" $tr -o "$tmp/m.safetensors"
 expect 1 "cannot write the model" "$dfrcl" train --data "$ds" $tr -o "$tmp/no-such-dir/m.safetensors"
-expect 1 "--latent 9999 is larger than" "$dfrcl" train --data "$ds" $tr --latent 9999 -o "$tmp/m.safetensors"
+expect 1 "latent size \(latent 9999\) is larger than .*\(command-line option: --latent\)" "$dfrcl" train --data "$ds" $tr --latent 9999 -o "$tmp/m.safetensors"
 expect 2 "--fpr expects" "$dfrcl" train --data "$ds" $tr --fpr 2 -o "$tmp/m.safetensors"
 n=$((n+1)); if ls "$tmp"/m.safetensors* >/dev/null 2>&1; then echo "FAIL: a failed training left a model file"; fails=$((fails+1)); fi
 expect 0 "wrote .*latent [0-9]+, size 32, 2 epochs" "$dfrcl" train --data "$ds" $tr --epochs 2 -o "$tmp/m.safetensors"
@@ -70,8 +70,8 @@ expect 1 "no images" "$dfrcl" train --train "$tmp/nogood" $tr -o "$tmp/m3.safete
 expect 2 "--memory expects a size" "$dfrcl" train --data "$ds" $tr --memory 12X -o "$tmp/m3.safetensors"
 expect 2 "--recipe expects fast or published" "$dfrcl" train --data "$ds" $tr --recipe slow -o "$tmp/m3.safetensors"
 expect 2 "--store expects" "$dfrcl" train --data "$ds" $tr --store cloud -o "$tmp/m3.safetensors"
-expect 1 "below the minimum .*give --memory [0-9]+M" "$dfrcl" train --data "$ds" $tr --memory 1M -o "$tmp/m3.safetensors"
-expect 1 "no-such-dir.*--feature-dir" "$dfrcl" train --data "$ds" $tr --store disk --feature-dir "$tmp/no-such-dir" -o "$tmp/m3.safetensors"
+expect 1 "below the minimum .*memory budget \(memory_mib\) of [0-9]+ MiB or more \(command-line option: --memory\)" "$dfrcl" train --data "$ds" $tr --memory 1M -o "$tmp/m3.safetensors"
+expect 1 "no-such-dir.*\(feature_dir\).*\(command-line option: --feature-dir\)" "$dfrcl" train --data "$ds" $tr --store disk --feature-dir "$tmp/no-such-dir" -o "$tmp/m3.safetensors"
 expect 0 "as fp16 on the disk" "$dfrcl" train --data "$ds" $tr --store disk --feature-dir "$tmp" --epochs 2 -o "$tmp/m3.safetensors"
 n=$((n+1)); if ls "$tmp"/dfrcl-features-* >/dev/null 2>&1; then echo "FAIL: the disk store left a file"; fails=$((fails+1)); else echo "ok: the disk store leaves nothing"; fi
 # Ctrl-C in the middle of training writes a checkpoint; --resume continues to the very model an
@@ -253,7 +253,7 @@ check "no temp files after the interrupted infer" no_temps
 
 # --- non-finite values and model metadata (issue 9) ---
 # A learning rate that makes training diverge is refused, naming it; no model, no checkpoint.
-expect 1 "training diverged.*--lr 9\.9" "$dfrcl" train --data "$ds" $tr --lr 9.9 --epochs 2 -o "$tmp/nf.safetensors"
+expect 1 "training diverged.*\(lr 9\.9\).*\(command-line option: --lr\)" "$dfrcl" train --data "$ds" $tr --lr 9.9 --epochs 2 -o "$tmp/nf.safetensors"
 # Backbone weights (2 layers, random) with a NaN, an Inf, or values so large the features overflow.
 cat > "$tmp/weights.py" <<'PY'
 import json, random, struct, sys

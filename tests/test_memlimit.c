@@ -54,7 +54,7 @@ static void test_refuses_over_max_alloc(void **state)
     const char *msg = dfrcl_last_error();
     assert_non_null(strstr(msg, "the big one"));
     assert_non_null(strstr(msg, "4.0 MiB per buffer"));
-    assert_non_null(strstr(msg, "--size"));
+    assert_non_null(strstr(msg, "image size (size)"));
     assert_int_equal(dfr_buffer_new(rt, 4 * MIB, CL_MEM_READ_WRITE, "the largest", &a), DFRCL_OK);
     assert_false(dfr_runtime_fits(rt, 4 * MIB + 1));
     dfr_buffer_release(&a);

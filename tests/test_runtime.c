@@ -236,6 +236,85 @@ static void test_profiling(void **state)
     dfr_runtime_close(&rt);
 }
 
+static int find_sum(const dfr_prof_sum *sums, int n, const char *label, const char *tag)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(sums[i].label, label) && (!tag || (sums[i].tag && !strcmp(sums[i].tag, tag))))
+            return sums[i].count;
+    return 0;
+}
+
+/* Copies, fills and the scheduler's transfers: right bytes at the right offsets (the rest of a
+ * poisoned buffer untouched), events handed back with or without profiling, and each one in the
+ * profile under its stage, as kernels are. */
+static void test_transfers_profiled(void **state)
+{
+    (void)state;
+    for (int prof = 0; prof < 2; prof++) {
+        dfr_runtime *rt = NULL;
+        assert_int_equal(dfr_runtime_open(&rt, NULL, "", prof), DFRCL_OK);
+        enum { N = 64 };
+        float a[N], b[N], want[N];
+        for (int i = 0; i < N; i++) a[i] = (float)i + 0.5f;
+        dfr_test_poison(b, N);
+        cl_mem da, db;
+        assert_int_equal(dfr_buffer_new(rt, sizeof a, CL_MEM_READ_WRITE, "a", &da), DFRCL_OK);
+        assert_int_equal(dfr_buffer_new(rt, sizeof b, CL_MEM_READ_WRITE, "b", &db), DFRCL_OK);
+        /* Non-blocking upload on the upload queue; the compute queue waits for its event. */
+        cl_event up = NULL;
+        dfr_xfer w = {.queue = rt->up_queue, .ev = &up};
+        assert_int_equal(dfr_write_x(rt, &w, da, 0, sizeof a, a, "upload"), DFRCL_OK);
+        assert_non_null(up);
+        assert_int_equal(clWaitForEvents(1, &up), CL_SUCCESS);
+        clReleaseEvent(up);
+        assert_int_equal(dfr_write(rt, db, 0, sizeof b, b, "upload"), DFRCL_OK);
+        float seven = 7.0f;
+        assert_int_equal(dfr_fill(rt, db, 4 * 4, 10 * 4, &seven, 4, "test fill"), DFRCL_OK);
+        assert_int_equal(dfr_copy(rt, da, 3 * 4, db, 30 * 4, 20 * 4, "test copy"), DFRCL_OK);
+        assert_int_equal(dfr_copy(rt, da, 0, db, 0, 0, "nothing"), DFRCL_OK); /* no-op */
+        for (int i = 0; i < N; i++)
+            want[i] = i >= 4 && i < 14 ? 7.0f : i >= 30 && i < 50 ? a[i - 27] : DFR_POISON;
+        /* Read back through the download queue after the compute queue's work. */
+        cl_event done = NULL, down = NULL;
+        assert_int_equal(clEnqueueMarkerWithWaitList(rt->queue, 0, NULL, &done), CL_SUCCESS);
+        dfr_xfer r = {.queue = rt->down_queue, .n_wait = 1, .wait = &done, .ev = &down};
+        assert_int_equal(dfr_read_x(rt, &r, db, 0, sizeof b, b, "download"), DFRCL_OK);
+        assert_int_equal(clWaitForEvents(1, &down), CL_SUCCESS);
+        clReleaseEvent(down);
+        clReleaseEvent(done);
+        assert_int_equal(dfr_test_compare("transfers", b, want, N, 0, 0), 0);
+        /* Mapping shows the same bytes. */
+        void *p = NULL;
+        dfr_xfer m = {.queue = rt->down_queue, .blocking = 1};
+        assert_int_equal(dfr_map_x(rt, &m, db, CL_MAP_READ, 0, sizeof b, &p, "download"),
+                         DFRCL_OK);
+        assert_non_null(p);
+        assert_int_equal(dfr_test_compare("mapped", p, want, N, 0, 0), 0);
+        cl_event un = NULL;
+        dfr_xfer u = {.queue = rt->down_queue, .ev = &un};
+        assert_int_equal(dfr_unmap_x(rt, &u, db, p, "download"), DFRCL_OK);
+        assert_int_equal(clWaitForEvents(1, &un), CL_SUCCESS);
+        clReleaseEvent(un);
+        if (prof) {
+            dfr_prof_sum sums[16];
+            int n = 0;
+            assert_int_equal(dfr_profile_collect(rt, sums, 16, &n), DFRCL_OK);
+            assert_int_equal(find_sum(sums, n, "fill", "test fill"), 1);
+            assert_int_equal(find_sum(sums, n, "copy", "test copy"), 1);
+            assert_int_equal(find_sum(sums, n, "upload", NULL), 2);
+            assert_int_equal(find_sum(sums, n, "download", NULL), 3); /* read, map, unmap */
+        } else {
+            assert_int_equal(rt->n_prof, 0);
+        }
+        /* A failing copy names what it copied. */
+        assert_int_not_equal(dfr_copy(rt, da, 0, db, 60 * 4, 20 * 4, "too much"), DFRCL_OK);
+        assert_non_null(strstr(dfrcl_last_error(), "copying too much"));
+        dfr_buffer_release(&da);
+        dfr_buffer_release(&db);
+        dfr_runtime_close(&rt);
+    }
+}
+
 int main(void)
 {
     dfr_verbosity = 0;
@@ -256,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_build_failure),
         cmocka_unit_test(test_memory_errors),
         cmocka_unit_test(test_profiling),
+        cmocka_unit_test(test_transfers_profiled),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[600];

@@ -26,7 +26,8 @@ int dfr_cl_error(cl_int err, const char *what)
         err == CL_INVALID_BUFFER_SIZE)
         return dfr_error(DFRCL_ERR_DEVICE_MEMORY,
                          "%s: the OpenCL device ran out of memory or resources (%s, %d); try a "
-                         "smaller --size or batch, or a device with more memory",
+                         "smaller image size (size) or batch (batch), or a device with more "
+                         "memory",
                          what, dfrcl_status_name(err), err);
     if (err == CL_OUT_OF_HOST_MEMORY)
         return dfr_error(DFRCL_ERR_HOST_MEMORY, "%s: out of host memory (CL_OUT_OF_HOST_MEMORY)",
@@ -545,13 +546,13 @@ static int too_big(const dfr_runtime *rt, size_t bytes, const char *what)
     if (rt->info.max_alloc_bytes && bytes > rt->info.max_alloc_bytes)
         return dfr_error(DFRCL_ERR_DEVICE_MEMORY,
                          "%s needs a buffer of %.1f MiB but %s allows at most %.1f MiB per buffer "
-                         "(%.0f MiB in all); try a smaller --size or --batch",
+                         "(%.0f MiB in all); try a smaller image size (size) or batch (batch)",
                          what, bytes / mib, rt->info.name, rt->info.max_alloc_bytes / mib,
                          rt->info.global_mem_bytes / mib);
     return dfr_error(DFRCL_ERR_DEVICE_MEMORY,
                      "%s needs %.1f MiB more, but %s has %.0f MiB of memory and dfrcl holds %.1f "
-                     "MiB of it already (at most %.0f MiB per buffer); try a smaller --size or "
-                     "--batch",
+                     "MiB of it already (at most %.0f MiB per buffer); try a smaller image size "
+                     "(size) or batch (batch)",
                      what, bytes / mib, rt->info.name, rt->info.global_mem_bytes / mib,
                      dfr_runtime_mem_used(rt) / mib, rt->info.max_alloc_bytes / mib);
 }
@@ -673,6 +674,98 @@ int dfr_read(dfr_runtime *rt, cl_mem src, size_t offset, size_t bytes, void *dst
                                      rt->profiling ? &ev : NULL);
     if (err != CL_SUCCESS) return dfr_cl_error(err, label ? label : "download");
     return ev ? dfr_prof_record(rt, label, ev) : DFRCL_OK;
+}
+
+/* After an enqueue that asked for event e (when profiling or the caller wants it): records it
+ * under label (and tag) and hands it to *want, or releases it. */
+static int xfer_done(dfr_runtime *rt, cl_int err, cl_event e, cl_event *want, const char *label,
+                     const char *tag, const char *what)
+{
+    if (err != CL_SUCCESS) {
+        if (want) *want = NULL;
+        return dfr_cl_error(err, what);
+    }
+    if (want) {
+        *want = e;
+        if (e && rt->profiling) clRetainEvent(e); /* one for the caller, one for the profile */
+    }
+    if (!e || !rt->profiling) return DFRCL_OK;
+    const char *saved = rt->prof_tag;
+    rt->prof_tag = tag;
+    int rc = dfr_prof_record(rt, label, e);
+    rt->prof_tag = saved;
+    return rc;
+}
+
+int dfr_copy(dfr_runtime *rt, cl_mem src, size_t src_offset, cl_mem dst, size_t dst_offset,
+             size_t bytes, const char *what)
+{
+    if (bytes == 0) return DFRCL_OK;
+    cl_event e = NULL;
+    cl_int err = clEnqueueCopyBuffer(rt->queue, src, dst, src_offset, dst_offset, bytes, 0, NULL,
+                                     rt->profiling ? &e : NULL);
+    char msg[160];
+    snprintf(msg, sizeof msg, "copying %s", what ? what : "a buffer");
+    return xfer_done(rt, err, e, NULL, "copy", what, msg);
+}
+
+int dfr_fill(dfr_runtime *rt, cl_mem buf, size_t offset, size_t bytes, const void *pattern,
+             size_t pattern_size, const char *what)
+{
+    if (bytes == 0) return DFRCL_OK;
+    cl_event e = NULL;
+    cl_int err = clEnqueueFillBuffer(rt->queue, buf, pattern, pattern_size, offset, bytes, 0, NULL,
+                                     rt->profiling ? &e : NULL);
+    char msg[160];
+    snprintf(msg, sizeof msg, "clearing %s", what ? what : "a buffer");
+    return xfer_done(rt, err, e, NULL, "fill", what, msg);
+}
+
+static cl_command_queue xfer_queue(const dfr_runtime *rt, const dfr_xfer *x)
+{
+    return x && x->queue ? x->queue : rt->queue;
+}
+
+/* Where the enqueue puts its event: wanted by the caller or by the profile, else nowhere. */
+#define XFER_EV(rt, x, e) ((rt)->profiling || ((x) && (x)->ev) ? &(e) : NULL)
+#define XFER_WAIT(x) (x) ? (x)->n_wait : 0, (x) && (x)->n_wait ? (x)->wait : NULL
+
+int dfr_write_x(dfr_runtime *rt, const dfr_xfer *x, cl_mem dst, size_t offset, size_t bytes,
+                const void *src, const char *label)
+{
+    cl_event e = NULL;
+    cl_int err = clEnqueueWriteBuffer(xfer_queue(rt, x), dst, x && x->blocking ? CL_TRUE : CL_FALSE,
+                                      offset, bytes, src, XFER_WAIT(x), XFER_EV(rt, x, e));
+    return xfer_done(rt, err, e, x ? x->ev : NULL, label, rt->prof_tag, label ? label : "upload");
+}
+
+int dfr_read_x(dfr_runtime *rt, const dfr_xfer *x, cl_mem src, size_t offset, size_t bytes,
+               void *dst, const char *label)
+{
+    cl_event e = NULL;
+    cl_int err = clEnqueueReadBuffer(xfer_queue(rt, x), src, x && x->blocking ? CL_TRUE : CL_FALSE,
+                                     offset, bytes, dst, XFER_WAIT(x), XFER_EV(rt, x, e));
+    return xfer_done(rt, err, e, x ? x->ev : NULL, label, rt->prof_tag,
+                     label ? label : "download");
+}
+
+int dfr_map_x(dfr_runtime *rt, const dfr_xfer *x, cl_mem buf, cl_map_flags flags, size_t offset,
+              size_t bytes, void **ptr, const char *label)
+{
+    cl_event e = NULL;
+    cl_int err = CL_SUCCESS;
+    *ptr = clEnqueueMapBuffer(xfer_queue(rt, x), buf, x && x->blocking ? CL_TRUE : CL_FALSE, flags,
+                              offset, bytes, XFER_WAIT(x), XFER_EV(rt, x, e), &err);
+    if (err != CL_SUCCESS) *ptr = NULL;
+    return xfer_done(rt, err, e, x ? x->ev : NULL, label, rt->prof_tag, "mapping a buffer");
+}
+
+int dfr_unmap_x(dfr_runtime *rt, const dfr_xfer *x, cl_mem buf, void *ptr, const char *label)
+{
+    cl_event e = NULL;
+    cl_int err = clEnqueueUnmapMemObject(xfer_queue(rt, x), buf, ptr, XFER_WAIT(x),
+                                         XFER_EV(rt, x, e));
+    return xfer_done(rt, err, e, x ? x->ev : NULL, label, rt->prof_tag, "unmapping a buffer");
 }
 
 int dfr_finish(dfr_runtime *rt)

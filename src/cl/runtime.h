@@ -174,6 +174,37 @@ int dfr_read(dfr_runtime *rt, cl_mem src, size_t offset, size_t bytes, void *dst
              const char *label);
 int dfr_finish(dfr_runtime *rt);
 
+/* Device-side copy and fill on the compute queue, recorded when profiling under the stage labels
+ * "copy" and "fill", tagged `what` (a static string, e.g. "CAE weights"; errors say "copying
+ * <what>" / "clearing <what>"). Every copy or fill of the library goes through these, so the
+ * profile (`dfrcl bench`) accounts for all the device's work. */
+int dfr_copy(dfr_runtime *rt, cl_mem src, size_t src_offset, cl_mem dst, size_t dst_offset,
+             size_t bytes, const char *what);
+/* Fills `bytes` from `offset` with the `pattern_size`-byte pattern (offset and bytes multiples of
+ * it). */
+int dfr_fill(dfr_runtime *rt, cl_mem buf, size_t offset, size_t bytes, const void *pattern,
+             size_t pattern_size, const char *what);
+
+/* Transfers beside the compute queue (the scheduler's uploads and read-backs): on `queue` (NULL:
+ * rt->queue), after the n_wait events of `wait`, blocking or not; `ev` (when not NULL) receives
+ * the command's event, which the caller releases. Recorded when profiling under `label` ("upload",
+ * "download"); errors name the label. */
+typedef struct dfr_xfer {
+    cl_command_queue queue;
+    int blocking;
+    cl_uint n_wait;
+    const cl_event *wait;
+    cl_event *ev;
+} dfr_xfer;
+int dfr_write_x(dfr_runtime *rt, const dfr_xfer *x, cl_mem dst, size_t offset, size_t bytes,
+                const void *src, const char *label);
+int dfr_read_x(dfr_runtime *rt, const dfr_xfer *x, cl_mem src, size_t offset, size_t bytes,
+               void *dst, const char *label);
+/* Maps `bytes` of buf from `offset` into *ptr (NULL on failure). */
+int dfr_map_x(dfr_runtime *rt, const dfr_xfer *x, cl_mem buf, cl_map_flags flags, size_t offset,
+              size_t bytes, void **ptr, const char *label);
+int dfr_unmap_x(dfr_runtime *rt, const dfr_xfer *x, cl_mem buf, void *ptr, const char *label);
+
 /* Turns a failed OpenCL call into a dfrcl error: "<what>: CL_NAME (code)"; memory failures become
  * DFRCL_ERR_DEVICE_MEMORY with advice. Returns DFRCL_OK when err == CL_SUCCESS. */
 int dfr_cl_error(cl_int err, const char *what);

@@ -42,8 +42,13 @@ int cli_error(int status, const char *fmt, ...) __attribute__((format(printf, 2,
 /* Puts "<fmt>: " before the current message (the command's, else dfrcl_last_error()). */
 int cli_error_prefix(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints "dfrcl: error: <the command's message, else dfrcl_last_error()>" (with the given
- * context first) and returns exit code 1. */
+ * context first) and returns exit code 1; the message ends with the options that set the
+ * settings it names (cli_option_hint). */
 int cli_fail(const char *context);
+/* The library names a setting by its API name in parentheses ("the memory budget (memory_mib)",
+ * "(lr 0.01)"), never by a command-line option: writes into out " (command-line option:
+ * --memory)" for the settings msg names that a command has an option for, else "". */
+void cli_option_hint(const char *msg, char *out, size_t n);
 /* Parses a positive integer option value; prints an error naming the option when invalid. */
 int cli_int(const char *opt, const char *val, int lo, int hi, int *out);
 

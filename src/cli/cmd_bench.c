@@ -373,7 +373,7 @@ int cmd_bench(int argc, char **argv)
 
     if (!rc) {
         double total = 0, conv_ms = 0, conv_flops = 0;
-        double stage_ms[4] = {0}; /* backbone, regional, upload, CAE + scoring */
+        double stage_ms[4] = {0}; /* backbone, regional, upload + copy + fill, CAE + scoring */
         double med[MAX_ROWS];
         for (int j = 0; j < nrows; j++) {
             med[j] = median(rows[j].ms, reps);
@@ -394,13 +394,15 @@ int cmd_bench(int argc, char **argv)
             else if (!strncmp(rows[j].stage, "cae", 3) || !strcmp(rows[j].stage, "score") ||
                      !strcmp(rows[j].stage, "upsample"))
                 stage_ms[3] += med[j];
-            else if (!strcmp(rows[j].stage, "upload")) stage_ms[2] += med[j];
+            else if (!strcmp(rows[j].stage, "upload") || !strcmp(rows[j].stage, "copy") ||
+                     !strcmp(rows[j].stage, "fill"))
+                stage_ms[2] += med[j]; /* transfers, device copies and fills */
             else stage_ms[0] += med[j];
         }
         printf("\nall 3x3 convolutions: %.1f ms, %.1f GFLOP, %.1f GFLOP/s\n", conv_ms,
                conv_flops * 1e-9, conv_ms > 0 ? conv_flops / (conv_ms * 1e6) : 0);
         printf("backbone (preprocess+conv+pool) %.1f ms, regional %.1f ms, CAE+score %.1f ms "
-               "(latent %d), upload %.1f ms; sum of stages %.1f ms, wall median %.1f ms per image\n",
+               "(latent %d), upload+copy %.1f ms; sum of stages %.1f ms, wall median %.1f ms per image\n",
                stage_ms[0], stage_ms[1], stage_ms[3], latent, stage_ms[2], total, median(wall, reps));
         if (torch) {
             double tv = 0, tr = 0, tc = 0;

@@ -30,11 +30,47 @@ int cli_error_prefix(int status, const char *fmt, ...)
     return status;
 }
 
+/* API setting -> the option that sets it (the commands' options share these names). */
+static const struct {
+    const char *setting, *option;
+} setting_options[] = {
+    {"batch", "--batch"},   {"feature_dir", "--feature-dir"}, {"latent", "--latent"},
+    {"layers", "--layers"}, {"lr", "--lr"},                   {"memory_mib", "--memory"},
+    {"resume", "--resume"}, {"size", "--size"},               {"store", "--store"},
+    {"test_dir", "--test"}, {"weights", "--weights"},
+};
+
+void cli_option_hint(const char *msg, char *out, size_t n)
+{
+    const size_t ns = sizeof setting_options / sizeof setting_options[0];
+    int named[sizeof setting_options / sizeof setting_options[0]] = {0}, count = 0;
+    for (const char *p = msg ? strchr(msg, '(') : NULL; p; p = strchr(p + 1, '(')) {
+        size_t len = strcspn(p + 1, " ),");
+        for (size_t i = 0; i < ns; i++)
+            if (!named[i] && strlen(setting_options[i].setting) == len &&
+                !strncmp(p + 1, setting_options[i].setting, len) && p[1 + len])
+                named[i] = ++count; /* in the order the message names them */
+    }
+    size_t used = 0;
+    out[0] = 0;
+    for (int k = 1; k <= count; k++)
+        for (size_t i = 0; i < ns; i++)
+            if (named[i] == k && used < n)
+                used += (size_t)snprintf(out + used, n - used, "%s%s",
+                                         k == 1 ? (count > 1 ? " (command-line options: "
+                                                             : " (command-line option: ")
+                                                : ", ",
+                                         setting_options[i].option);
+    if (count && used < n) snprintf(out + used, n - used, ")");
+}
+
 int cli_fail(const char *context)
 {
     const char *msg = cli_msg[0] ? cli_msg : dfrcl_last_error();
-    if (context) fprintf(stderr, "dfrcl: error: %s: %s\n", context, msg);
-    else fprintf(stderr, "dfrcl: error: %s\n", msg);
+    char hint[160];
+    cli_option_hint(msg, hint, sizeof hint);
+    if (context) fprintf(stderr, "dfrcl: error: %s: %s%s\n", context, msg, hint);
+    else fprintf(stderr, "dfrcl: error: %s%s\n", msg, hint);
     cli_msg[0] = 0;
     return 1;
 }

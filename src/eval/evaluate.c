@@ -76,7 +76,8 @@ int dfr_test_set_load(const char *root, const char *test_dir, const char *masks_
     if (!is_dir(test_dir))
         return dfr_error(DFRCL_ERR_FORMAT,
                          "%s: no such folder; a dataset holds its test images in test/<good or "
-                         "defect type>/ (MVTec AD layout), or give --test DIR",
+                         "defect type>/ (MVTec AD layout), or give the test images' folder "
+                         "(test_dir)",
                          test_dir);
     DIR *d = opendir(test_dir);
     if (!d) return dfr_error(DFRCL_ERR_IO, "%s: cannot open: %s", test_dir, strerror(errno));

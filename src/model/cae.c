@@ -17,7 +17,7 @@
 
 #include "model/cae.h"
 #include "ops/gemm.h"
-#include "ops/tunables.h"
+#include "ops/ops.h"
 #include "util/error.h"
 #include "util/rand.h"
 
@@ -60,7 +60,6 @@ struct dfr_cae {
     int keep_on, keep_batch;
     int64_t steps;
     int folded_ok;
-    char opts[32]; /* -D options of cae.cl */
     /* Activation storage: bytes per element the inference buffers z[] were made for (4; 2 for a
      * scorer made on an fp16 runtime), and whether the running forward stores fp16 (inference on
      * an fp16 runtime: its input, z[] and output are fp16, the weights fp32). */
@@ -75,29 +74,6 @@ struct dfr_cae {
 static int infer_cols(const dfr_cae *m)
 {
     return m->npos < INFER_COLS ? m->npos : INFER_COLS;
-}
-
-static int cae_kernel(dfr_cae *m, const char *name, cl_kernel *k)
-{
-    return dfr_kernel_get(m->rt, "cae.cl", m->opts, name, k);
-}
-
-/* Enqueues one of the CAE's kernels under the profiling label "cae", tagged with its name. */
-static int cae_enqueue(dfr_cae *m, cl_kernel k, const char *name, cl_uint dims,
-                       const size_t *global, const size_t *local)
-{
-    const char *saved = m->rt->prof_tag;
-    m->rt->prof_tag = name;
-    int rc = dfr_enqueue(m->rt, k, dims, global, local, "cae");
-    m->rt->prof_tag = saved;
-    return rc;
-}
-
-static size_t cae_ls(const dfr_cae *m)
-{
-    size_t ls = 0;
-    sscanf(m->opts, "-DCAE_LS=%zu", &ls);
-    return ls;
 }
 
 /* Profiling tags of the GEMMs: [forward, weight gradient, input gradient][conv]. */
@@ -216,9 +192,7 @@ static void init_host(const dfr_cae *m, uint32_t seed, float *params, float *run
 static int zero_buffer(dfr_cae *m, cl_mem b, size_t n)
 {
     float zero = 0.0f;
-    cl_int err = clEnqueueFillBuffer(m->rt->queue, b, &zero, sizeof zero, 0, n * sizeof(float), 0,
-                                     NULL, NULL);
-    return dfr_cl_error(err, "CAE: clearing a buffer");
+    return dfr_fill(m->rt, b, 0, n * sizeof(float), &zero, sizeof zero, "CAE state");
 }
 
 static int cae_create(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, int max_batch,
@@ -254,17 +228,13 @@ static int cae_create(dfr_cae **cae, dfr_runtime *rt, int channels, int latent, 
         return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: too many parameters (channels %d)",
                          channels);
     }
-    /* Reductions run one work-group per channel: the work-group size comes from tunables.c
-     * (DFRCL_CAE_LS overrides it), at most the largest power of two the device accepts. */
-    int tv[DFR_TUNE_MAX_PARAMS];
-    int trc = dfr_tune_resolve(rt, DFR_TK_CAE, tv, NULL);
+    /* The reductions' work-group size (tunables.c, DFRCL_CAE_LS): a bad override fails here. */
+    size_t ls;
+    int trc = dfr_cae_ls(rt, &ls);
     if (trc) {
         free(m);
         return trc;
     }
-    size_t ls = (size_t)tv[CAE_LS_];
-    while (ls > 1 && ls > rt->info.max_work_group_size) ls /= 2;
-    snprintf(m->opts, sizeof m->opts, "-DCAE_LS=%zu", ls);
 
     size_t bp = (size_t)max_batch * npos, io = bp * (size_t)channels;
     size_t fb = sizeof(float);
@@ -406,53 +376,35 @@ static int check_batch(const dfr_cae *m, const char *what, cl_mem x, size_t x_of
 
 /* ---- the layers ---- */
 
+/* Where BatchNorm k (after conv l) keeps its tensors. */
+static dfr_cae_bn bn_of(const dfr_cae *m, int l)
+{
+    int k = bn_of_conv[l];
+    return (dfr_cae_bn){.params = m->params, .gamma_off = (int)m->g_off[k],
+                        .beta_off = (int)m->be_off[k], .bias_off = (int)m->b_off[l],
+                        .running = m->running, .mean_off = (int)m->rm_off[k],
+                        .var_off = (int)m->rv_off[k], .stats = m->stats[k]};
+}
+
+/* y is in the forward's activation storage (fp16 only in inference on an fp16 runtime). */
 static int bias_act(dfr_cae *m, cl_mem y, int n, int rows, int nch, cl_mem w, size_t b_off,
                     int relu)
 {
-    cl_kernel k;
-    int boff = (int)b_off;
-    char opts[64]; /* y is in the forward's activation storage */
-    snprintf(opts, sizeof opts, "%s%s", m->opts, m->infer_half ? " -DDFR_HALF=1" : "");
-    int rc = dfr_kernel_get(m->rt, "cae.cl", opts, "cae_bias_act", &k);
-    if (!rc)
-        rc = dfr_set_args(k, "cae_bias_act", DFR_ARG(y), DFR_ARG(n), DFR_ARG(rows), DFR_ARG(nch),
-                          DFR_ARG(w), DFR_ARG(boff), DFR_ARG(relu), DFR_ARGS_END);
-    size_t g[2] = {(size_t)n, (size_t)rows};
-    if (!rc) rc = cae_enqueue(m, k, "cae_bias_act", 2, g, NULL);
-    return rc;
+    return dfr_op_cae_bias_act(m->rt, y, n, rows, nch, w, (int)b_off, relu, m->infer_half);
 }
 
 static int bn_forward(dfr_cae *m, int l, int n)
 {
-    int k = bn_of_conv[l], j = l + 1, nch = m->ch[j];
-    int g = (int)m->g_off[k], be = (int)m->be_off[k], b = (int)m->b_off[l];
-    int rm = (int)m->rm_off[k], rv = (int)m->rv_off[k];
-    float mom = BN_MOMENTUM, eps = BN_EPS;
-    cl_kernel kr;
-    int rc = cae_kernel(m, "cae_bn_forward", &kr);
-    if (!rc)
-        rc = dfr_set_args(kr, "cae_bn_forward", DFR_ARG(m->z[j]), DFR_ARG(n), DFR_ARG(nch),
-                          DFR_ARG(m->params), DFR_ARG(g), DFR_ARG(be), DFR_ARG(b),
-                          DFR_ARG(m->running), DFR_ARG(rm), DFR_ARG(rv), DFR_ARG(m->stats[k]),
-                          DFR_ARG(mom), DFR_ARG(eps), DFR_ARG(m->a[j]), DFR_ARGS_END);
-    size_t ls = cae_ls(m), gs = (size_t)nch * ls;
-    if (!rc) rc = cae_enqueue(m, kr, "cae_bn_forward", 1, &gs, &ls);
-    return rc;
+    dfr_cae_bn bn = bn_of(m, l);
+    return dfr_op_cae_bn_forward(m->rt, m->z[l + 1], n, m->ch[l + 1], &bn, BN_MOMENTUM, BN_EPS,
+                                 m->a[l + 1]);
 }
 
 static int bn_backward(dfr_cae *m, int l, int n)
 {
-    int k = bn_of_conv[l], j = l + 1, nch = m->ch[j];
-    int g = (int)m->g_off[k], be = (int)m->be_off[k];
-    cl_kernel kr;
-    int rc = cae_kernel(m, "cae_bn_backward", &kr);
-    if (!rc)
-        rc = dfr_set_args(kr, "cae_bn_backward", DFR_ARG(m->z[j]), DFR_ARG(m->a[j]), DFR_ARG(n),
-                          DFR_ARG(nch), DFR_ARG(m->params), DFR_ARG(g), DFR_ARG(be),
-                          DFR_ARG(m->stats[k]), DFR_ARG(m->grads), DFR_ARGS_END);
-    size_t ls = cae_ls(m), gs = (size_t)nch * ls;
-    if (!rc) rc = cae_enqueue(m, kr, "cae_bn_backward", 1, &gs, &ls);
-    return rc;
+    dfr_cae_bn bn = bn_of(m, l);
+    return dfr_op_cae_bn_backward(m->rt, m->z[l + 1], m->a[l + 1], n, m->ch[l + 1], &bn,
+                                  m->grads);
 }
 
 /* Forward through the 6 convs in training mode: BatchNorm with batch statistics on the training
@@ -524,28 +476,14 @@ static int infer_chunks(dfr_cae *m, cl_mem x, size_t xoff, int batch, cl_mem out
 
 static int loss_and_grad(dfr_cae *m, cl_mem x, size_t xoff, int batch)
 {
-    int C = m->ch[0], P = m->npos, rows = batch * C, l = NCONV - 1;
+    int C = m->ch[0], P = m->npos, rows = batch * C, boff = (int)m->b_off[NCONV - 1];
     double total = (double)rows * P;
     float count = (float)total, inv_n = 1.0f / count; /* as autograd: 1/N, then (2 d) * (1/N) */
-    int boff = (int)m->b_off[l], keep_on = m->keep_on;
-    cl_ulong xo = xoff;
-    cl_mem keep = keep_on ? m->keep : m->out;
-    cl_kernel k;
-    int rc = cae_kernel(m, "cae_mse", &k);
+    int rc = dfr_op_cae_mse(m->rt, m->out, x, xoff, P, C, rows, m->params, boff, inv_n,
+                            m->keep_on ? m->keep : NULL, m->part);
     if (!rc)
-        rc = dfr_set_args(k, "cae_mse", DFR_ARG(m->out), DFR_ARG(x), DFR_ARG(xo), DFR_ARG(P),
-                          DFR_ARG(C), DFR_ARG(m->params), DFR_ARG(boff), DFR_ARG(inv_n),
-                          DFR_ARG(keep), DFR_ARG(keep_on), DFR_ARG(m->part), DFR_ARG(rows),
-                          DFR_ARGS_END);
-    size_t ls = cae_ls(m), gs = (size_t)rows * ls;
-    if (!rc) rc = cae_enqueue(m, k, "cae_mse", 1, &gs, &ls);
-    if (!rc) rc = cae_kernel(m, "cae_mse_finish", &k);
-    if (!rc)
-        rc = dfr_set_args(k, "cae_mse_finish", DFR_ARG(m->part), DFR_ARG(rows), DFR_ARG(C),
-                          DFR_ARG(count), DFR_ARG(m->grads), DFR_ARG(boff), DFR_ARG(m->loss),
-                          DFR_ARGS_END);
-    if (!rc) rc = cae_enqueue(m, k, "cae_mse_finish", 1, &ls, &ls);
-    if (!rc && keep_on) m->keep_batch = batch;
+        rc = dfr_op_cae_mse_finish(m->rt, m->part, rows, C, count, m->grads, boff, m->loss);
+    if (!rc && m->keep_on) m->keep_batch = batch;
     return rc;
 }
 
@@ -586,23 +524,9 @@ static int backward(dfr_cae *m, cl_mem x, size_t xoff, int batch)
 
 static int adam(dfr_cae *m, float lr)
 {
-    /* Bias corrections in double as PyTorch computes them (Python floats), then float. */
-    double t = (double)m->steps;
-    double bc1 = 1.0 - pow(ADAM_B1, t), bc2 = 1.0 - pow(ADAM_B2, t);
-    float b1 = (float)ADAM_B1, b2 = (float)ADAM_B2, eps = (float)ADAM_EPS;
-    float omb1 = (float)(1.0 - ADAM_B1), omb2 = (float)(1.0 - ADAM_B2);
-    float step_size = (float)((double)lr / bc1), bc2s = (float)sqrt(bc2);
-    int n = (int)m->nparams;
-    cl_kernel k;
-    int rc = cae_kernel(m, "cae_adam", &k);
-    if (!rc)
-        rc = dfr_set_args(k, "cae_adam", DFR_ARG(m->params), DFR_ARG(m->grads), DFR_ARG(m->adam_m),
-                          DFR_ARG(m->adam_v), DFR_ARG(n), DFR_ARG(b1), DFR_ARG(omb1), DFR_ARG(b2),
-                          DFR_ARG(omb2), DFR_ARG(step_size), DFR_ARG(bc2s), DFR_ARG(eps),
-                          DFR_ARGS_END);
-    size_t g = (size_t)n;
-    if (!rc) rc = cae_enqueue(m, k, "cae_adam", 1, &g, NULL);
-    return rc;
+    dfr_adam_hyper h = {.lr = lr, .beta1 = ADAM_B1, .beta2 = ADAM_B2, .eps = ADAM_EPS};
+    return dfr_op_cae_adam(m->rt, m->params, m->grads, m->adam_m, m->adam_v, (int)m->nparams, &h,
+                           m->steps);
 }
 
 int dfr_cae_train_step(dfr_cae *cae, cl_mem x, size_t x_offset, int batch, float lr, float *loss)
@@ -649,25 +573,14 @@ static int fold(dfr_cae *m)
                                 "CAE folded weights", &m->folded);
         if (rc) return rc;
     }
-    cl_int err = clEnqueueCopyBuffer(m->rt->queue, m->params, m->folded, 0, 0,
-                                     m->nparams * sizeof(float), 0, NULL, NULL);
-    int rc = dfr_cl_error(err, "CAE: copying the weights to fold");
+    int rc = dfr_copy(m->rt, m->params, 0, m->folded, 0, m->nparams * sizeof(float),
+                      "the CAE weights to fold");
     for (int l = 0; l < NCONV && !rc; l++) {
         int k = bn_of_conv[l];
         if (k < 0) continue;
-        int w = (int)m->w_off[l], b = (int)m->b_off[l], g = (int)m->g_off[k];
-        int be = (int)m->be_off[k], rm = (int)m->rm_off[k], rv = (int)m->rv_off[k];
-        int ci = m->ch[l], co = m->ch[l + 1];
-        float eps = BN_EPS;
-        cl_kernel kr;
-        rc = cae_kernel(m, "cae_fold_bn", &kr);
-        if (!rc)
-            rc = dfr_set_args(kr, "cae_fold_bn", DFR_ARG(m->params), DFR_ARG(w), DFR_ARG(b),
-                              DFR_ARG(g), DFR_ARG(be), DFR_ARG(m->running), DFR_ARG(rm),
-                              DFR_ARG(rv), DFR_ARG(ci), DFR_ARG(co), DFR_ARG(eps),
-                              DFR_ARG(m->folded), DFR_ARGS_END);
-        size_t gs[2] = {(size_t)ci, (size_t)co};
-        if (!rc) rc = cae_enqueue(m, kr, "cae_fold_bn", 2, gs, NULL);
+        dfr_cae_bn bn = bn_of(m, l);
+        rc = dfr_op_cae_fold_bn(m->rt, &bn, (int)m->w_off[l], m->ch[l], m->ch[l + 1], BN_EPS,
+                                m->folded);
     }
     if (!rc) m->folded_ok = 1;
     return rc;
@@ -784,14 +697,13 @@ int dfr_cae_copy_weights(dfr_cae *dst, dfr_cae *src)
 {
     if (!dst || !src || memcmp(dst->ch, src->ch, sizeof dst->ch) != 0)
         return dfr_error(DFRCL_ERR_INVALID_ARG, "CAE: copying weights between different shapes");
-    cl_command_queue q = src->rt->queue;
-    cl_int err = clEnqueueCopyBuffer(q, src->params, dst->params, 0, 0,
-                                     src->nparams * sizeof(float), 0, NULL, NULL);
-    if (err == CL_SUCCESS)
-        err = clEnqueueCopyBuffer(q, src->running, dst->running, 0, 0,
-                                  src->nrunning * sizeof(float), 0, NULL, NULL);
+    int rc = dfr_copy(src->rt, src->params, 0, dst->params, 0, src->nparams * sizeof(float),
+                      "the CAE weights");
+    if (!rc)
+        rc = dfr_copy(src->rt, src->running, 0, dst->running, 0, src->nrunning * sizeof(float),
+                      "the CAE running statistics");
     dst->folded_ok = 0;
-    return dfr_cl_error(err, "CAE: copying the weights");
+    return rc;
 }
 
 size_t dfr_cae_nparams(const dfr_cae *cae) { return cae ? cae->nparams : 0; }

@@ -247,8 +247,8 @@ static void model_meta(const dfr_model_info *in, meta_list *l)
 static int check_finite(const dfr_model *m, const dfr_cae_tensor *t, float *const *data,
                         const char *path)
 {
-    static const char *const advice = "training diverged: try a lower --lr, and check the "
-                                      "backbone weights and images";
+    static const char *const advice = "training diverged: try a lower learning rate (lr), and "
+                                      "check the backbone weights and images";
     const dfr_model_info *in = &m->info;
     const struct { const char *what; double v; } vals[] = {
         {"the threshold", in->threshold}, {"the false-positive rate", in->fpr},
@@ -403,8 +403,9 @@ int dfr_model_load(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char 
     if (!rc && (vgg->layers != m->info.layers || strcmp(vgg->identity, m->info.backbone_sha256) != 0))
         rc = dfr_error(DFRCL_ERR_MISMATCH,
                        "%s: the model was trained with another backbone (%d layers, %s, sha256 "
-                       "%.16s...) than the one given (%d layers, sha256 %.16s...); give the same "
-                       "--weights (and --layers) as for training",
+                       "%.16s...) than the one given (%d layers, sha256 %.16s...); open the "
+                       "backbone it was trained with: the same weights file (weights) and layers "
+                       "(layers)",
                        path, m->info.layers, m->info.backbone_desc, m->info.backbone_sha256,
                        vgg->layers, vgg->identity);
     if (!rc && (rc = dfr_vgg19_check_size(vgg, m->info.size)))

@@ -95,7 +95,7 @@ static int write_image(dfr_fs *fs, int i, const unsigned char *src)
         if (w <= 0)
             return dfr_error(DFRCL_ERR_IO,
                              "writing the training features to the store in %s: %s; free some "
-                             "space there or give another --feature-dir",
+                             "space there or give another folder (feature_dir)",
                              fs->dir, w < 0 ? strerror(errno) : "no progress");
         done += (size_t)w;
     }
@@ -170,7 +170,7 @@ static int open_disk(dfr_fs *fs, const char *dir)
     if (fs->fd < 0)
         return dfr_error(DFRCL_ERR_IO,
                          "cannot create the training feature store in %s: %s; give a writable "
-                         "folder with %.0f MiB free (--feature-dir)",
+                         "folder with %.0f MiB free (feature_dir)",
                          dir, strerror(errno), total / MIB);
     /* Unlinked at once: the space is freed when the process ends, however it ends. */
     unlink(path);
@@ -183,7 +183,7 @@ static int open_disk(dfr_fs *fs, const char *dir)
     if (err)
         return dfr_error(DFRCL_ERR_IO,
                          "the training feature store needs %.0f MiB in %s: %s; free some space "
-                         "there or give another folder (--feature-dir)",
+                         "there or give another folder (feature_dir)",
                          total / MIB, dir, strerror(err));
     return DFRCL_OK;
 }
@@ -233,12 +233,13 @@ int dfr_fs_open(dfr_fs **out, dfr_runtime *rt, int n, int channels, int npos, co
         if (smallest >= 1e300)
             return dfr_error(DFRCL_ERR_DEVICE_MEMORY,
                              "the training features (%d images of %d x %d) do not fit %s's memory "
-                             "(%.0f MiB, at most %.0f MiB a buffer); use another store (--store)",
+                             "(%.0f MiB, at most %.0f MiB a buffer); use another store (store)",
                              n, channels, npos, rt->info.name, rt->info.global_mem_bytes / MIB,
                              rt->info.max_alloc_bytes / MIB);
         return dfr_error(DFRCL_ERR_HOST_MEMORY,
                          "the memory budget leaves %.0f MiB for the training features, but %s%s%s "
-                         "needs at least %.0f MiB; raise --memory by %.0f MiB or more",
+                         "needs at least %.0f MiB; raise the memory budget (memory_mib) by %.0f "
+                         "MiB or more",
                          budget / MIB, o->place == DFR_FS_AUTO ? "" : "the ",
                          o->place == DFR_FS_AUTO ? "the smallest store (disk, fp16)"
                                                  : dfr_fs_place_name(o->place),
@@ -278,7 +279,7 @@ int dfr_fs_open(dfr_fs **out, dfr_runtime *rt, int n, int channels, int npos, co
         if (!fs->host)
             rc = dfr_error(DFRCL_ERR_HOST_MEMORY,
                            "out of host memory for %.0f MiB of training features; give a smaller "
-                           "--memory to stream them from disk",
+                           "memory budget (memory_mib) to stream them from disk",
                            total / MIB);
     } else {
         rc = open_disk(fs, o->dir);
@@ -375,9 +376,8 @@ int dfr_fs_put(dfr_fs *fs, int i, cl_mem src, int slot)
         cl_mem chunk = fs->chunks[i / fs->per_chunk];
         size_t at = (size_t)(i % fs->per_chunk);
         if (fs->prec == 16) return pack_half(fs, src, per * slot, chunk, per * at);
-        cl_int err = clEnqueueCopyBuffer(fs->rt->queue, src, chunk, fbytes * slot,
-                                         fs->img_bytes * at, fbytes, 0, NULL, NULL);
-        return dfr_cl_error(err, "storing training features");
+        return dfr_copy(fs->rt, src, fbytes * slot, chunk, fs->img_bytes * at, fbytes,
+                        "training features to the store");
     }
     unsigned char *dst = fs->place == DFR_FS_HOST ? fs->host + fs->img_bytes * i : fs->buf;
     int rc = DFRCL_OK;
@@ -409,9 +409,8 @@ int dfr_fs_gather(dfr_fs *fs, const int *idx, int count, cl_mem pos, int k, cl_m
             cl_mem chunk = fs->chunks[idx[j] / fs->per_chunk];
             size_t at = (size_t)(idx[j] % fs->per_chunk);
             if (fs->prec == 32 && !pos) {
-                cl_int err = clEnqueueCopyBuffer(fs->rt->queue, chunk, dst, fbytes * at, fbytes * j,
-                                                 fbytes, 0, NULL, NULL);
-                rc = dfr_cl_error(err, "copying training features");
+                rc = dfr_copy(fs->rt, chunk, fbytes * at, dst, fbytes * j, fbytes,
+                              "training features from the store");
             } else {
                 rc = gather_one(fs, chunk, per * at, pos, k, dst, (size_t)fs->C * k * j);
             }

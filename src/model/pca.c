@@ -58,9 +58,7 @@ typedef struct pca_buffer_src {
 static int load_from_buffer(void *user, int i, cl_mem dst)
 {
     const pca_buffer_src *b = user;
-    cl_int err = clEnqueueCopyBuffer(b->rt->queue, b->feat, dst, b->bytes * i, 0, b->bytes, 0,
-                                     NULL, NULL);
-    return dfr_cl_error(err, "PCA: copying features");
+    return dfr_copy(b->rt, b->feat, b->bytes * i, dst, 0, b->bytes, "features for the PCA");
 }
 
 /* LAPACK only says "info -5" of a NaN: say what is wrong instead. Finite features can still

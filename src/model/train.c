@@ -190,7 +190,8 @@ static int set_threshold(dfr_model *m, dfr_fs *fs, const char *const *images, in
                 rc = dfr_error(DFRCL_ERR_INVALID_ARG,
                                "setting the threshold: the pixel scores of %s are not finite (%g): "
                                "the autoencoder or the features hold non-finite values (check the "
-                               "backbone weights and the images, or train with a lower --lr)",
+                               "backbone weights and the images, or train with a lower learning "
+                               "rate (lr))",
                                images[i + j], (double)sj[bad]);
             for (size_t q = 0; q < SS && !rc; q++) top_push(&top, sj[q]);
         }
@@ -198,7 +199,8 @@ static int set_threshold(dfr_model *m, dfr_fs *fs, const char *const *images, in
         if (!rc && o->stop && *o->stop)
             rc = dfr_error(DFRCL_ERR_INTERRUPTED,
                            "interrupted while setting the threshold%s", o->checkpoint ?
-                           "; training is done, and --resume goes straight to the threshold" : "");
+                           "; training is done, and a resumed run (resume) goes straight to the "
+                           "threshold" : "");
     }
     if (!rc) {
         m->info.threshold = top.h[0];
@@ -275,14 +277,14 @@ static int diverged(const dfr_train_opts *o, const char *what)
     dfr_train_resolve(&d, 1);
     if (o->lr > d.lr)
         return dfr_error(DFRCL_ERR_INVALID_ARG,
-                         "training diverged: %s. The learning rate (--lr %g) is likely too high: "
+                         "training diverged: %s. The learning rate (lr %g) is likely too high: "
                          "try a lower one (the %s recipe's default is %g); if that does not help, "
                          "check the backbone weights and the images",
                          what, (double)o->lr, dfr_recipe_name(o->recipe), (double)d.lr);
     return dfr_error(DFRCL_ERR_INVALID_ARG,
                      "training diverged: %s. The backbone weights or the images likely give "
                      "features too large to train on (check the weights file), or the learning "
-                     "rate (--lr %g) is too high for these data: try a lower one",
+                     "rate (lr %g) is too high for these data: try a lower one",
                      what, (double)o->lr);
 }
 
@@ -365,13 +367,14 @@ static int peek_checkpoint(const char *path, const run_identity *id, int *latent
         rc = dfr_error(DFRCL_ERR_FORMAT, "%s: checkpoint lacks its run's identity", path);
     if (!rc && strcmp(bb, id->backbone) != 0)
         rc = dfr_error(DFRCL_ERR_MISMATCH,
-                       "%s: the checkpoint was made with another backbone; give the same --weights "
-                       "and --layers, or start afresh without --resume",
+                       "%s: the checkpoint was made with another backbone; open the same weights "
+                       "file (weights) and layers (layers), or start afresh without resuming "
+                       "(resume)",
                        path);
     if (!rc && strcmp(data, id->data) != 0)
         rc = dfr_error(DFRCL_ERR_MISMATCH,
                        "%s: the checkpoint was made with other training images (their contents "
-                       "differ); start afresh without --resume",
+                       "differ); start afresh without resuming (resume)",
                        path);
     long lat = 0, prec = 0, ep = 0, next = 0, step = 0, done = 0;
     if (!rc) rc = dfr_st_meta_long(st, path, "latent", 0, LONG_MAX, &lat);
@@ -381,7 +384,7 @@ static int peek_checkpoint(const char *path, const run_identity *id, int *latent
     if (!rc && strcmp(opts, id->options) != 0)
         rc = dfr_error(DFRCL_ERR_MISMATCH,
                        "%s: the checkpoint was made with other training options (%s; now %s); "
-                       "give the same options, or start afresh without --resume",
+                       "give the same options, or start afresh without resuming (resume)",
                        path, opts, id->options);
     if (!rc) rc = dfr_st_meta_long(st, path, "epoch", 0, LONG_MAX, &ep);
     if (!rc) rc = dfr_st_meta_long(st, path, "next", 0, LONG_MAX, &next);
@@ -426,7 +429,7 @@ static int load_checkpoint(const char *path, dfr_cae *cae, train_state *ts)
     if (!rc) rc = dfr_st_meta_long(st, path, "adam_steps", 0, LONG_MAX, &steps);
     if (!rc && dfr_first_nonfinite(buf, 3 * np + nr) < 3 * np + nr)
         rc = dfr_error(DFRCL_ERR_FORMAT, "the checkpoint holds non-finite values; start afresh "
-                       "without --resume");
+                       "without resuming (resume)");
     if (!rc) rc = dfr_cae_set_state(cae, buf, buf + np, buf + 2 * np, buf + 3 * np, steps, loss);
     if (rc) rc = dfr_error_prefix(rc, "resuming from %s", path);
     dfr_st_close(&st);
@@ -547,8 +550,8 @@ static int check_options(const dfr_vgg19 *vgg, int n, int size, const dfr_train_
                          o->recipe, o->epochs, o->batch, o->lr, o->fpr, o->positions, o->patience);
     if (o->latent > vgg->channels)
         return dfr_error(DFRCL_ERR_INVALID_ARG,
-                         "--latent %d is larger than the feature's %d channels", o->latent,
-                         vgg->channels);
+                         "the latent size (latent %d) is larger than the feature's %d channels",
+                         o->latent, vgg->channels);
     if (o->latent < 0)
         return dfr_error(DFRCL_ERR_INVALID_ARG, "latent size %d: 0 (by PCA) or a size", o->latent);
     if (o->latent == 0 && !(o->pca_keep > 0 && o->pca_keep <= 1 && o->pca_images >= 1))
@@ -617,7 +620,7 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
                         ts.epoch + (ts.next > 0), (long long)ts.step, ts.seconds);
             }
         } else if (!rc && access(o.checkpoint, F_OK) == 0) {
-            dfr_rt_log(rt, 1, "%s exists: starting afresh (--resume continues it)", o.checkpoint);
+            dfr_rt_log(rt, 1, "%s exists: starting afresh (resume continues it)", o.checkpoint);
         }
     }
 
@@ -634,7 +637,8 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
         rc = dfr_error(DFRCL_ERR_HOST_MEMORY,
                        "the memory budget (%.0f MiB) is below the minimum for training this model: "
                        "about %.0f MiB for the autoencoder and buffers plus %.0f MiB for the "
-                       "smallest feature store; give --memory %.0fM or more",
+                       "smallest feature store; give a memory budget (memory_mib) of %.0f MiB or "
+                       "more",
                        budget / MIB, reserve / MIB, smallest_store / MIB,
                        ceil((reserve + smallest_store) / MIB));
     if (!rc) {
@@ -668,8 +672,9 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
         if (need > have)
             rc = dfr_error(DFRCL_ERR_HOST_MEMORY,
                            "latent size %d: the autoencoder and buffers need about %.0f MiB, but "
-                           "the memory budget leaves %.0f MiB beside the features; give --memory "
-                           "%.0fM or more, or a smaller --latent",
+                           "the memory budget leaves %.0f MiB beside the features; give a memory "
+                           "budget (memory_mib) of %.0f MiB or more, or a smaller latent size "
+                           "(latent)",
                            info->latent, need / MIB, have / MIB, ceil((budget + need - have) / MIB));
     }
     cl_mem batch = NULL, pos = NULL;
@@ -682,7 +687,8 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
     if (rc == DFRCL_ERR_DEVICE_MEMORY)
         rc = dfr_error_prefix(rc,
                               "training C=%d, latent %d, batch %d needs about %.0f MiB on the "
-                              "device besides the features; try --batch %d or a smaller --size",
+                              "device besides the features; try a batch (batch) of %d or a smaller "
+                              "image size (size)",
                               C, info->latent, bmax,
                               cae_train_bytes(C, info->latent, (double)bmax * k) / MIB,
                               bmax > 1 ? bmax / 2 : 1);

@@ -133,7 +133,8 @@ int dfr_vgg19_load(dfr_vgg19 **out, dfr_runtime *rt, const char *path, int layer
             list_layers(st, have, sizeof have);
             rc = dfr_error(DFRCL_ERR_FORMAT,
                            "%s: has no %s (%s, %s) but %d layer(s) were asked for; the file has: "
-                           "%s. Use --layers with at most the layers it has, or a full VGG19 file",
+                           "%s. Ask for at most the layers it has (layers), or give a full VGG19 "
+                           "file",
                            path, layer_names[i], wn, bn, layers, have);
             break;
         }
@@ -250,9 +251,8 @@ static int features(dfr_vgg19 *v, const uint8_t *pixels, cl_mem dev_px, size_t d
     rc = ensure_buffers(v, size);
     if (rc) return rc;
     if (pixels) rc = dfr_write(v->rt, v->img_u8, 0, (size_t)size * size * channels, pixels, "upload");
-    else rc = dfr_cl_error(clEnqueueCopyBuffer(v->rt->queue, dev_px, v->img_u8, dev_off, 0,
-                                               (size_t)size * size * channels, 0, NULL, NULL),
-                           "copying an image of a batch");
+    else rc = dfr_copy(v->rt, dev_px, dev_off, v->img_u8, 0, (size_t)size * size * channels,
+                       "an image of a batch");
     if (!rc) rc = dfr_op_preprocess(v->rt, v->img_u8, size, size, channels, v->act[0]);
     int cur = 0, h = size, c_off = image_index * v->channels;
     for (int i = 0; i < v->layers && !rc; i++) {

@@ -170,38 +170,32 @@ static void release_event(cl_event *e)
     *e = NULL;
 }
 
-/* Keeps a transfer's event for the profile (`dfrcl bench --pipeline`). */
-static int record(dfr_runtime *rt, const char *label, cl_event ev)
-{
-    if (!rt->profiling || !ev) return DFRCL_OK;
-    clRetainEvent(ev);
-    return dfr_prof_record(rt, label, ev);
-}
-
 static int upload(lane *L, slot *sl)
 {
     dfr_runtime *rt = L->m->rt;
     size_t SS = (size_t)L->s->S * L->s->S, per = SS * 3;
-    cl_int err = CL_SUCCESS;
+    int rc = DFRCL_OK;
     if (L->zero_copy) { /* write into the buffer's own host memory */
-        uint8_t *p = clEnqueueMapBuffer(rt->up_queue, sl->px, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION,
-                                        0, per * sl->n, 0, NULL, NULL, &err);
-        if (err != CL_SUCCESS) return dfr_cl_error(err, "mapping a batch's pixel buffer");
+        void *p = NULL;
+        dfr_xfer map = {.queue = rt->up_queue, .blocking = 1};
+        rc = dfr_map_x(rt, &map, sl->px, CL_MAP_WRITE_INVALIDATE_REGION, 0, per * sl->n, &p,
+                       "upload");
+        if (rc) return dfr_error_prefix(rc, "a batch's pixel buffer");
         for (int i = 0; i < sl->n; i++)
-            memcpy(p + i * per, sl->it[i]->img.pixels, SS * sl->it[i]->img.channels);
-        err = clEnqueueUnmapMemObject(rt->up_queue, sl->px, p, 0, NULL, &sl->up);
-        if (err != CL_SUCCESS) return dfr_cl_error(err, "unmapping a batch's pixel buffer");
-        return record(rt, "upload", sl->up);
+            memcpy((uint8_t *)p + i * per, sl->it[i]->img.pixels, SS * sl->it[i]->img.channels);
+        dfr_xfer unmap = {.queue = rt->up_queue, .ev = &sl->up};
+        rc = dfr_unmap_x(rt, &unmap, sl->px, p, "upload");
+        return rc ? dfr_error_prefix(rc, "a batch's pixel buffer") : DFRCL_OK;
     }
-    for (int i = 0; i < sl->n && err == CL_SUCCESS; i++) {
+    for (int i = 0; i < sl->n && !rc; i++) {
         cl_event ev = NULL;
-        err = clEnqueueWriteBuffer(rt->up_queue, sl->px, CL_FALSE, i * per,
-                                   SS * sl->it[i]->img.channels, sl->it[i]->img.pixels, 0, NULL, &ev);
-        if (err == CL_SUCCESS) record(rt, "upload", ev);
+        dfr_xfer w = {.queue = rt->up_queue, .ev = &ev};
+        rc = dfr_write_x(rt, &w, sl->px, i * per, SS * sl->it[i]->img.channels,
+                         sl->it[i]->img.pixels, "upload");
         if (i == sl->n - 1) sl->up = ev;
         else if (ev) clReleaseEvent(ev);
     }
-    return dfr_cl_error(err, "uploading a batch of images");
+    return rc ? dfr_error_prefix(rc, "uploading a batch of images") : DFRCL_OK;
 }
 
 static int compute(lane *L, slot *sl)
@@ -225,25 +219,25 @@ static int download(lane *L, slot *sl)
 {
     dfr_runtime *rt = L->m->rt;
     size_t SS = (size_t)L->s->S * L->s->S;
-    cl_int err = CL_SUCCESS;
+    int rc = DFRCL_OK;
     if (L->zero_copy) {
-        sl->mapped = clEnqueueMapBuffer(rt->down_queue, sl->maps, CL_FALSE, CL_MAP_READ, 0,
-                                        SS * sizeof(float) * sl->n, 1, &sl->comp, &sl->down, &err);
-        if (err != CL_SUCCESS) sl->mapped = NULL;
-        if (err == CL_SUCCESS) record(rt, "download", sl->down);
+        void *p = NULL;
+        dfr_xfer map = {.queue = rt->down_queue, .n_wait = 1, .wait = &sl->comp, .ev = &sl->down};
+        rc = dfr_map_x(rt, &map, sl->maps, CL_MAP_READ, 0, SS * sizeof(float) * sl->n, &p,
+                       "download");
+        sl->mapped = p;
     } else {
-        for (int i = 0; i < sl->n && err == CL_SUCCESS; i++) {
+        for (int i = 0; i < sl->n && !rc; i++) {
             cl_event ev = NULL;
-            err = clEnqueueReadBuffer(rt->down_queue, sl->maps, CL_FALSE, i * SS * sizeof(float),
-                                      SS * sizeof(float), sl->it[i]->map, i == 0, i == 0 ? &sl->comp : NULL,
-                                      &ev);
-            if (err == CL_SUCCESS) record(rt, "download", ev);
+            dfr_xfer r = {.queue = rt->down_queue, .n_wait = i == 0, .wait = &sl->comp, .ev = &ev};
+            rc = dfr_read_x(rt, &r, sl->maps, i * SS * sizeof(float), SS * sizeof(float),
+                            sl->it[i]->map, "download");
             if (i == sl->n - 1) sl->down = ev;
             else if (ev) clReleaseEvent(ev);
         }
     }
-    if (err == CL_SUCCESS) err = clFlush(rt->down_queue);
-    return dfr_cl_error(err, "reading back a batch's score maps");
+    if (!rc) rc = dfr_cl_error(clFlush(rt->down_queue), "download");
+    return rc ? dfr_error_prefix(rc, "reading back a batch's score maps") : DFRCL_OK;
 }
 
 /* Test hook: DFRCL_FAULT=device:D:after:N makes the lane on device D fail (as with an OpenCL
@@ -289,11 +283,12 @@ static int complete(lane *L, slot *sl)
         for (int i = 0; i < sl->n; i++)
             memcpy(sl->it[i]->map, (const float *)sl->mapped + i * SS, SS * sizeof(float));
         cl_event ev = NULL;
-        err = clEnqueueUnmapMemObject(rt->down_queue, sl->maps, sl->mapped, 0, NULL, &ev);
+        dfr_xfer unmap = {.queue = rt->down_queue, .ev = &ev};
+        int rc = dfr_unmap_x(rt, &unmap, sl->maps, sl->mapped, "download");
         sl->mapped = NULL;
-        if (err == CL_SUCCESS) err = clWaitForEvents(1, &ev);
+        if (!rc) rc = dfr_cl_error(clWaitForEvents(1, &ev), "download");
         if (ev) clReleaseEvent(ev);
-        if (err != CL_SUCCESS) return dfr_cl_error(err, "unmapping a batch's score maps");
+        if (rc) return dfr_error_prefix(rc, "unmapping a batch's score maps");
     }
     for (int i = 0; i < sl->n; i++) {
         item *it = sl->it[i];
@@ -330,7 +325,8 @@ static void fail_lane(lane *L, int rc, const char *why)
     pthread_mutex_lock(&s->mu);
     for (int k = 0; k < 2; k++) {
         slot *sl = &L->sl[k];
-        if (sl->mapped) clEnqueueUnmapMemObject(rt->down_queue, sl->maps, sl->mapped, 0, NULL, NULL);
+        if (sl->mapped) /* errors are already reported */
+            dfr_unmap_x(rt, &(dfr_xfer){.queue = rt->down_queue}, sl->maps, sl->mapped, "download");
         for (int i = 0; i < sl->n; i++) lost[cnt++] = sl->it[i];
         slot_reset(sl);
     }
@@ -541,8 +537,8 @@ static int lane_open(lane *L, dfr_model *m, const dfr_sched_opts *o)
                                      "a batch's score maps", &L->sl[j].maps);
     }
     if (rc == DFRCL_ERR_DEVICE_MEMORY)
-        rc = dfr_error_prefix(rc, "batches of %d images on device [%d] %s (give a smaller --batch)",
-                              b, L->device, m->rt->info.name);
+        rc = dfr_error_prefix(rc, "batches of %d images on device [%d] %s (give a smaller batch "
+                              "(batch))", b, L->device, m->rt->info.name);
     return rc;
 }
 
