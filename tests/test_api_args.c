@@ -272,7 +272,8 @@ static void test_context_and_backbone(void **state)
     for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
         BAD(dfrcl_backbone_random, "layers", &b, ctx, layers[i], 0);
         assert_null(b);
-        BAD(dfrcl_backbone_load, "layers", &b, ctx, "w.safetensors", layers[i]);
+        if (layers[i]) /* 0: all the file holds (1.1) */
+            BAD(dfrcl_backbone_load, "layers", &b, ctx, "w.safetensors", layers[i]);
     }
     BAD(dfrcl_backbone_load, "path", &b, ctx, "", LAYERS);
     assert_int_equal(dfrcl_backbone_layers(bb), LAYERS);
@@ -320,7 +321,7 @@ static void test_train_args(void **state)
     } while (0)
 #define BAD_OPTION(field, value) BAD_NAMED(field, "o->" #field, value)
     BAD_NAMED(reserved[0], "o->reserved", 1);
-    BAD_NAMED(reserved[15], "o->reserved", UINT64_MAX);
+    BAD_NAMED(reserved[7], "o->reserved", UINT64_MAX);
     BAD_OPTION(recipe, 2);
     BAD_OPTION(recipe, -1);
     BAD_OPTION(epochs, -1);
