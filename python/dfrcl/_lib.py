@@ -282,7 +282,14 @@ def _load():
     path = os.environ.get("DFRCL_LIBRARY")
     if path:
         return ctypes.CDLL(path)
-    names = ["libdfrcl.so.%d" % API_MAJOR]
+    names = []
+    try:  # installed by meson: the library it installed beside this package
+        from . import _config
+        if os.path.exists(_config.LIBRARY):
+            names.append(_config.LIBRARY)
+    except ImportError:  # in the source tree, or installed by pip
+        pass
+    names.append("libdfrcl.so.%d" % API_MAJOR)
     found = ctypes.util.find_library("dfrcl")
     if found:
         names.append(found)
