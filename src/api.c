@@ -270,6 +270,10 @@ void dfrcl_default_train_options(dfrcl_train_options *o)
     o->pca_images = d.pca_images;
     o->fpr = d.fpr;
     o->seed = d.seed;
+    o->positions = d.positions;
+    o->patience = d.patience;
+    o->store = d.store;
+    o->store_precision = d.store_precision;
 }
 
 /* Each option in range, named as the caller knows it (the trainer checks the rest: a latent
@@ -292,8 +296,77 @@ static int check_train_options(const dfrcl_train_options *o)
     CHECK_ARG(o->fpr > 0 && o->fpr < 1, FN "o->fpr is %g, not in (0, 1)", o->fpr);
     CHECK_ARG(o->memory_mib >= 0 && isfinite(o->memory_mib),
               FN "o->memory_mib is %g (0 = automatic)", o->memory_mib);
+    CHECK_ARG(o->positions >= 0, FN "o->positions is %d (0 = the recipe's)", o->positions);
+    CHECK_ARG(o->patience >= -1, FN "o->patience is %d (0 = the recipe's, -1 never)",
+              o->patience);
+    CHECK_ARG(o->store >= 0 && o->store <= 3,
+              FN "o->store is %d (0 by memory_mib, 1 device, 2 host, 3 file)", o->store);
+    CHECK_ARG(o->store_precision == 0 || o->store_precision == 16 || o->store_precision == 32,
+              FN "o->store_precision is %d (0 automatic, 16, 32)", o->store_precision);
+    CHECK_ARG(o->checkpoint_s >= 0 && isfinite(o->checkpoint_s),
+              FN "o->checkpoint_s is %g (0 = 300)", o->checkpoint_s);
+    CHECK_ARG(!o->checkpoint || *o->checkpoint, FN "o->checkpoint is empty (NULL: none)");
+    CHECK_ARG(!o->resume || o->checkpoint, FN "o->resume is set but o->checkpoint is NULL");
+    CHECK_ARG(o->eval_every >= 0, FN "o->eval_every is %d (0 = never)", o->eval_every);
+    CHECK_ARG(!o->eval_every || o->on_eval, FN "o->eval_every is %d but o->on_eval is NULL",
+              o->eval_every);
     return DFRCL_OK;
 #undef FN
+}
+
+/* One training run's callbacks: the public ones over the trainer's. */
+typedef struct train_run {
+    const dfrcl_train_options *o;
+    dfrcl_backbone *bb;
+    volatile int stop; /* on_progress asked to stop */
+} train_run;
+
+static void train_progress(void *user, const char *phase, int done, int total, double loss)
+{
+    train_run *tr = user;
+    const dfrcl_train_options *o = tr->o;
+    int step = !strcmp(phase, "step");
+    if (o->progress && !step) o->progress(o->user, phase, done, total, loss);
+    if (o->on_progress && o->on_progress(o->user, phase, done, total, loss)) tr->stop = 1;
+}
+
+/* on_eval gets the trainer's model as a public one for the call (lane 0 only, borrowed). */
+static int train_on_eval(void *user, int epoch, double seconds, dfr_model *dm)
+{
+    train_run *tr = user;
+    dfrcl_model m = {.bb = tr->bb, .k = 1, .borrowed = 1};
+    m.m[0] = dm;
+    return tr->o->on_eval(tr->o->user, epoch, seconds, &m);
+}
+
+/* The public options onto the trainer's (which adds only its internal extras). */
+static void train_opts_map(const dfrcl_train_options *o, train_run *tr, dfr_train_opts *t)
+{
+    dfr_train_defaults(t);
+    t->recipe = o->recipe;
+    t->memory = o->memory_mib * 1024.0 * 1024.0;
+    t->epochs = o->epochs;
+    t->batch = o->batch;
+    t->lr = o->lr;
+    t->latent = o->latent;
+    t->pca_keep = o->pca_keep;
+    t->pca_images = o->pca_images;
+    t->fpr = o->fpr;
+    t->seed = o->seed;
+    t->positions = o->positions;
+    t->patience = o->patience;
+    t->store = o->store;
+    t->store_precision = o->store_precision;
+    t->feature_dir = o->feature_dir;
+    t->checkpoint = o->checkpoint;
+    t->checkpoint_s = o->checkpoint_s;
+    t->resume = o->resume;
+    t->eval_every = o->on_eval ? o->eval_every : 0;
+    t->on_eval = o->on_eval ? train_on_eval : NULL;
+    t->progress = o->progress || o->on_progress ? train_progress : NULL;
+    t->step_progress = o->on_progress != NULL;
+    t->stop = &tr->stop;
+    t->user = tr;
 }
 
 /* A new public model holding *pm (taken) as lane 0's. */
@@ -307,6 +380,7 @@ static dfrcl_model *model_wrap(dfrcl_backbone *bb, dfr_model **pm)
     }
     m->bb = bb;
     m->m[0] = *pm;
+    m->k = 1;
     *pm = NULL;
     return m;
 }
@@ -328,6 +402,7 @@ static int model_spread(dfrcl_model *m)
     int rc = dfr_model_save(m->m[0], path);
     for (int i = 1; i < ctx->k && !rc; i++)
         rc = dfr_model_load(&m->m[i], ctx->rt[i], m->bb->vgg[i], path);
+    if (!rc) m->k = ctx->k;
     remove(path);
     return rc;
 }
@@ -352,21 +427,12 @@ int dfrcl_model_train(dfrcl_model **out, dfrcl_backbone *bb, const char *const *
     rc = check_train_options(o);
     if (rc) return rc;
     dfr_train_opts t;
-    dfr_train_defaults(&t);
-    t.recipe = o->recipe;
-    t.memory = o->memory_mib * 1024.0 * 1024.0;
-    t.epochs = o->epochs;
-    t.batch = o->batch;
-    t.lr = o->lr;
-    t.latent = o->latent;
-    t.pca_keep = o->pca_keep;
-    t.pca_images = o->pca_images;
-    t.fpr = o->fpr;
-    t.seed = o->seed;
-    t.progress = o->progress;
-    t.user = o->user;
+    train_run tr = {o, bb, 0};
+    train_opts_map(o, &tr, &t);
     dfr_model *dm = NULL;
     rc = dfr_train(&dm, bb->ctx->rt[0], bb->vgg[0], image_paths, n, size, &t);
+    if (rc == DFRCL_ERR_INTERRUPTED && tr.stop)
+        rc = dfr_error_prefix(rc, "dfrcl_model_train: stopped by on_progress");
     if (rc) return rc;
     dfrcl_model *m = model_wrap(bb, &dm);
     if (!m) return DFRCL_ERR_HOST_MEMORY;
@@ -398,6 +464,7 @@ int dfrcl_model_load(dfrcl_model **out, dfrcl_backbone *bb, const char *path)
     int rc = DFRCL_OK;
     for (int i = 0; i < bb->ctx->k && !rc; i++)
         rc = dfr_model_load(&m->m[i], bb->ctx->rt[i], bb->vgg[i], path);
+    m->k = bb->ctx->k;
     if (rc) {
         dfrcl_model_close(&m);
         return rc;
@@ -516,7 +583,7 @@ int dfrcl_model_score_batch(dfrcl_model *m, const dfrcl_image *imgs, int n, int 
                   "scores %dx%d images with 1 or 3 (resize it first: dfrcl_image_resize)", i,
                   imgs[i].width, imgs[i].height, imgs[i].channels, S, S);
     }
-    if (m->bb->ctx->k < 2) return dfr_sched_score_images(m->m[0], imgs, n, batch, maps, scores);
+    if (m->k < 2) return dfr_sched_score_images(m->m[0], imgs, n, batch, maps, scores);
     if (n == 0) return DFRCL_OK;
     dfrcl_score_options o;
     dfrcl_default_score_options(&o);
@@ -553,7 +620,7 @@ int dfr_api_check_score_options(const dfrcl_score_options *o, const char *what)
 static int scorer_open(dfrcl_model *m, const dfrcl_score_options *o, dfr_scorer **out)
 {
     dfr_sched_opts so = {o ? o->batch : 0, o ? o->threads : 0};
-    return dfr_scorer_open(out, m->m, m->bb->ctx->k, &so);
+    return dfr_scorer_open(out, m->m, m->k, &so);
 }
 
 /* One run of dfrcl_model_score_files: the scheduler's results to the caller's. */

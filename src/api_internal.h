@@ -29,6 +29,7 @@ struct dfrcl_backbone {
 
 struct dfrcl_model {
     dfrcl_backbone *bb;                /* borrowed */
+    int k;                             /* lanes holding the model: m[0..k-1] */
     dfr_model *m[DFRCL_MAX_DEVICES];   /* one per lane of bb->ctx, the same model */
     /* 1: m[0] is borrowed (training's on_eval hands a model it keeps): never freed here. */
     int borrowed;

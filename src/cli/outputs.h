@@ -3,6 +3,7 @@
 #ifndef DFRCL_CLI_OUTPUTS_H
 #define DFRCL_CLI_OUTPUTS_H
 
+#include "util/jsonname.h"
 #include <cjson/cJSON.h>
 
 /* Refuses, before any long work, a destination file that cannot be written: an empty name, a
@@ -19,13 +20,9 @@ int cli_prepare_dir(const char *dir, int *created);
  * output of an interrupted run, in a folder this run created). */
 void cli_remove_tree(const char *dir);
 
-/* A copy of s that is valid UTF-8: each byte that is not part of a valid sequence becomes
- * U+FFFD. *lossy (may be NULL) is set to 1 when a byte was replaced. Caller frees. */
-char *cli_utf8(const char *s, int *lossy);
-
-/* Adds a file name to a JSON object as valid UTF-8 under `key`; a name that is not valid UTF-8
- * also gets its exact bytes, in hexadecimal, under "<key>_hex". */
-void cli_json_add_name(cJSON *o, const char *key, const char *name);
+/* File names as valid UTF-8 in JSON (the library's, src/util/jsonname.h). */
+#define cli_utf8 dfr_utf8
+#define cli_json_add_name dfr_json_add_name
 
 /* PATH with SUFFIX appended (a model's ".checkpoint" or ".curve.json" beside it), into out[size].
  * A file name that would pass NAME_MAX keeps the start of its name and a short hash of the whole

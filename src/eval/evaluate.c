@@ -258,7 +258,7 @@ int dfr_evaluate(dfr_model *m, const dfr_test_set *ts, const dfr_eval_opts *o, d
     if (!rc) rc = dfr_scorer_open(&sc, o->models ? o->models : &m, o->models ? o->n_models : 1,
                                   &o->sched);
     if (!rc && ts->missing_masks)
-        dfr_log(1, "warning: %d defective image(s) have no ground-truth mask: pixel-level metrics "
+        dfr_rt_log(m->rt, 1, "warning: %d defective image(s) have no ground-truth mask: pixel-level metrics "
                    "are skipped, image AUROC only",
                 ts->missing_masks);
     eval_ctx ctx = {ts, o, S, T, thr, mask, acc, items};
@@ -268,6 +268,7 @@ int dfr_evaluate(dfr_model *m, const dfr_test_set *ts, const dfr_eval_opts *o, d
     if (!rc && o->stop && *o->stop)
         rc = dfr_error(DFRCL_ERR_INTERRUPTED, "interrupted after all %d images", ts->count);
     if (!rc) rc = dfr_eval_acc_finish(acc, thr, res, &proc, &iroc, &pro);
+    if (!rc) res->missing_masks = ts->missing_masks;
     if (!rc && ts->missing_masks) {
         res->pixel_auroc = res->aupro = NAN;
         res->best_f1 = res->best_f1_threshold = NAN;

@@ -42,6 +42,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dfrcl.h"
+
 /* Upper end of the FPR range AUPRO integrates over. */
 #define DFR_AUPRO_FPR_LIMIT 0.3
 /* Curves have at most this many points: every point when there are that few, else a subset of
@@ -49,14 +51,10 @@
  * |dx| + |dy| (x of the PRO curve scaled by 1 / DFR_AUPRO_FPR_LIMIT). First and last kept. */
 #define DFR_CURVE_MAX_POINTS 200
 
-typedef struct dfr_metrics {
-    double pixel_auroc, image_auroc, aupro;
-    double best_f1, best_f1_threshold; /* the threshold is a score value (a float32) */
-    double threshold;                  /* the one given to finish; the four below are at it */
-    double precision, recall, f1, iou;
-    long long pixels, defect_pixels, regions;
-    int images, defective_images;
-} dfr_metrics;
+/* The metrics are the public struct (include/dfrcl.h): one definition. best_f1_threshold is a
+ * score value (a float32); threshold the one given to finish, at which precision, recall, F1 and
+ * IoU are; missing_masks is set by the evaluation (dfr_evaluate), 0 here. */
+typedef dfrcl_metrics dfr_metrics;
 
 /* Points (x[i], y[i]), i < n, in order of decreasing threshold: x and y never decrease.
  * Empty (NULL, NULL, 0) when the curve is undefined. */

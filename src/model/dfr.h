@@ -75,6 +75,10 @@ typedef struct dfr_train_opts {
      * `total`); may be NULL. */
     void (*progress)(void *user, const char *phase, int done, int total, double loss);
     void *user;
+    /* Non-zero: progress also gets phase "step" after each training step (done of total steps
+     * of the epoch, loss: the last epoch's mean, 0 in the first), so that a stop request
+     * (*stop) is seen within a step. */
+    int step_progress;
 } dfr_train_opts;
 
 /* The recipe's values for the fields left 0 (epochs, lr, positions, patience), for npos positions

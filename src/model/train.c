@@ -725,6 +725,9 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
                 ts.step++;
             }
             ts.next = b0 + bs;
+            if (!rc && o.step_progress)
+                progress(&o, "step", (ts.next + o.batch - 1) / o.batch, steps_per_epoch,
+                         ts.last_loss);
             /* Checkpoint every few minutes, and when asked to stop. */
             int stop = (o.stop && *o.stop) || (o.stop_at_step > 0 && ts.step == o.stop_at_step);
             if (!rc && o.checkpoint && (stop || now_s() - t_ck >= (o.checkpoint_s > 0 ? o.checkpoint_s : 300))) {
