@@ -596,10 +596,13 @@ class Model(_Handle):
                 return stash.call(progress, _str(phase), done, total, loss)
             cb = _lib.ON_PROGRESS_FN(on_progress)  # referenced until the call returns
             o.on_progress = cb
-            ecb = None
+            ecb, stopped_at = None, []
             if on_eval is not None:
                 def eval_cb(_user, epoch, seconds, handle):
-                    return stash.call(_call_borrowed, on_eval, bb, epoch, seconds, handle)
+                    if not stash.call(_call_borrowed, on_eval, bb, epoch, seconds, handle):
+                        return 0
+                    stopped_at.append(epoch)
+                    return _lib.ERR_INTERRUPTED  # what dfrcl_model_train then returns
                 ecb = _lib.ON_EVAL_FN(eval_cb)
                 o.on_eval, o.eval_every = ecb, int(eval_every) or 1
             arr = (ctypes.c_char_p * len(paths))(*[_path(p) for p in paths])
@@ -607,6 +610,8 @@ class Model(_Handle):
                 rc = _fn("dfrcl_model_train")(byref(model._h), bb._handle(), arr, len(paths),
                                               int(size), byref(o))
             del cb, ecb
+            if rc == _lib.ERR_INTERRUPTED and stopped_at and stash.exc is None:
+                raise Interrupted(rc, "on_eval stopped training after epoch %d" % stopped_at[0])
             _check(rc, stash)
         except BaseException:
             model.close()

@@ -281,7 +281,10 @@ PROTOTYPES = {
 def _load():
     path = os.environ.get("DFRCL_LIBRARY")
     if path:
-        return ctypes.CDLL(path)
+        try:
+            return ctypes.CDLL(path)
+        except OSError as e:
+            raise ImportError("dfrcl: cannot load DFRCL_LIBRARY=%s: %s" % (path, e)) from None
     names = []
     try:  # installed by meson: the library it installed beside this package
         from . import _config
