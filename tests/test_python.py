@@ -7,6 +7,7 @@ Usage: test_python.py DFRCL_EXE [TestPython.test_name ...]
        (env: DFRCL_LIBRARY, PYTHONPATH=python/)
 Exits 77 (skipped) without NumPy or without an OpenCL device.
 """
+import ctypes
 import json
 import math
 import os
@@ -49,6 +50,37 @@ def train(**kw):
 def test_images():
     return dfrcl.list_images(os.path.join(DATA, "test", "hole")) + \
         dfrcl.list_images(os.path.join(DATA, "test", "good"))
+
+
+class TestLayout(unittest.TestCase):
+    def test_structs_match_the_header(self):
+        """Every ctypes field at the offset the C compiler gives it, every struct its size."""
+        cc, inc = os.environ.get("DFRCL_CC"), os.environ.get("DFRCL_INCLUDE")
+        if not cc or not inc:
+            self.skipTest("DFRCL_CC / DFRCL_INCLUDE not set")
+        from dfrcl import _lib
+        structs = {_lib.DeviceInfo: "dfrcl_device_info", _lib.Settings: "dfrcl_settings",
+                   _lib.Image: "dfrcl_image", _lib.ModelInfo: "dfrcl_model_info",
+                   _lib.TrainOptions: "dfrcl_train_options", _lib.ScoreOptions:
+                   "dfrcl_score_options", _lib.Result: "dfrcl_result", _lib.Metrics:
+                   "dfrcl_metrics", _lib.EvalOptions: "dfrcl_eval_options",
+                   _lib.Published: "dfrcl_published"}
+        lines, want = [], []
+        for t, c in structs.items():
+            lines.append('printf("%%zu\\n", sizeof(%s));' % c)
+            want.append(ctypes.sizeof(t))
+            for name, _ in t._fields_:
+                lines.append('printf("%%zu\\n", offsetof(%s, %s));' % (c, name))
+                want.append(getattr(t, name).offset)
+        src = os.path.join(TMP, "layout.c")
+        with open(src, "w") as f:
+            f.write("#include <dfrcl.h>\n#include <stddef.h>\n#include <stdio.h>\n"
+                    "int main(void)\n{\n%s\nreturn 0;\n}\n" % "\n".join(lines))
+        exe = os.path.join(TMP, "layout")
+        subprocess.run([cc, "-std=c11", "-I", inc, src, "-o", exe], check=True)
+        got = [int(x) for x in subprocess.run([exe], check=True, capture_output=True,
+                                              text=True).stdout.split()]
+        self.assertEqual(got, want)
 
 
 class TestPython(unittest.TestCase):
