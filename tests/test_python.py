@@ -41,10 +41,10 @@ def tearDownModule():
     shutil.rmtree(TMP, ignore_errors=True)
 
 
-def train(**kw):
+def train(data=None, **kw):
     args = dict(random_backbone=SEED, layers=LAYERS, size=SIZE, epochs=2, verbosity=0)
     args.update(kw)
-    return dfrcl.Model.train(DATA, **args)
+    return dfrcl.Model.train(DATA if data is None else data, **args)
 
 
 def test_images():
@@ -111,6 +111,14 @@ class TestPython(unittest.TestCase):
         self.assertEqual(info["backbone_desc"], "random seed %d" % SEED)
         self.assertGreater(info["threshold"], 0)
         self.assertTrue({"features", "train", "threshold"} <= self.phases, self.phases)
+
+    def test_train_on_arrays(self):
+        """Arrays (written as PNG for the library) train the model the files train."""
+        arrays = [dfrcl.load_image(p) for p in dfrcl.list_images(DATA, train=True)]
+        img = test_images()[0]
+        with train(data=arrays) as m:
+            self.assertEqual(m.info["train_images"], 4)
+            np.testing.assert_array_equal(m.score(img)[0], self.model.score(img)[0])
 
     def test_save_load_same_map(self):
         img = test_images()[0]

@@ -17,6 +17,7 @@ then context); close() or a `with` block releases the device memory at once.
 import ctypes
 import dataclasses
 import os
+import tempfile
 import threading
 import weakref
 from ctypes import byref
@@ -493,7 +494,24 @@ def _train_paths(data):
             raise Error(_lib.ERR_INVALID_ARG, "%s: no training images (.png, .jpg) in %s"
                         % (d_s, "train/good" if dataset else "the folder"))
         return paths
-    return [os.fspath(p) for p in data]
+    return [p if _is_array(p) else os.fspath(p) for p in data]
+
+
+def _is_array(x):
+    return not isinstance(x, (str, bytes, os.PathLike))
+
+
+def _write_arrays(items, folder):
+    """Image arrays among training items written as PNG (lossless) into folder: the library
+    trains on files."""
+    out = []
+    for i, x in enumerate(items):
+        if _is_array(x):
+            p = os.path.join(folder, "%06d.png" % i)
+            save_png(x, p)
+            x = p
+        out.append(x)
+    return out
 
 
 class Model(_Handle):
@@ -552,7 +570,7 @@ class Model(_Handle):
         """Trains a model on defect-free images.
 
         data: a dataset folder (MVTec AD layout: its train/good), a folder of images, or a list
-        of image files. The backbone: weights= (VGG19 safetensors, default $DFRCL_WEIGHTS) or
+        of image files and/or uint8 image arrays (arrays are written to temporary PNG files). The backbone: weights= (VGG19 safetensors, default $DFRCL_WEIGHTS) or
         random_backbone=SEED, with `layers` ReLU layers (weights: 0 = all, at most 12; random:
         12), or backbone= an open Backbone. context= an open Context, else one is opened with
         device, precision, verbosity and log. size: the side images are resized to.
@@ -569,6 +587,17 @@ class Model(_Handle):
         if store not in _STORES:
             raise ValueError("store %r: None/'auto', 'device', 'host' or 'disk'" % (store,))
         paths = _train_paths(data)
+        if any(_is_array(p) for p in paths):
+            with tempfile.TemporaryDirectory(prefix="dfrcl-train-") as tmp:
+                return cls.train(_write_arrays(paths, tmp), weights=weights,
+                                 random_backbone=random_backbone, layers=layers, size=size,
+                                 epochs=epochs, recipe=recipe, batch=batch, lr=lr, latent=latent,
+                                 fpr=fpr, seed=seed, positions=positions, patience=patience,
+                                 memory_mib=memory_mib, store=store, checkpoint=checkpoint,
+                                 resume=resume, progress=progress, eval_every=eval_every,
+                                 on_eval=on_eval, context=context, backbone=backbone,
+                                 device=device, precision=precision, verbosity=verbosity,
+                                 log=log)
         bb, owned = cls._open_backbone(context, backbone, weights, random_backbone, layers,
                                        device, precision, verbosity, log)
         model = cls(bb, owned)
