@@ -77,6 +77,10 @@ static void test_struct_sizes(void **state)
     LAST_IS_RESERVED(dfrcl_train_options);
     LAST_IS_RESERVED(dfrcl_model_info);
     LAST_IS_RESERVED(dfrcl_device_info);
+    LAST_IS_RESERVED(dfrcl_score_options);
+    LAST_IS_RESERVED(dfrcl_metrics);
+    LAST_IS_RESERVED(dfrcl_eval_options);
+    LAST_IS_RESERVED(dfrcl_published);
 #undef LAST_IS_RESERVED
     if (sizeof(void *) != 8 || sizeof(long) != 8) skip(); /* sizes below are LP64's */
     assert_int_equal(sizeof(dfrcl_settings), 152);
@@ -84,6 +88,69 @@ static void test_struct_sizes(void **state)
     assert_int_equal(sizeof(dfrcl_model_info), 512);
     assert_int_equal(sizeof(dfrcl_device_info), 1088);
     assert_int_equal(sizeof(dfrcl_image), 24);
+    assert_int_equal(sizeof(dfrcl_score_options), 152);
+    assert_int_equal(sizeof(dfrcl_metrics), 240);
+    assert_int_equal(sizeof(dfrcl_eval_options), 336);
+    assert_int_equal(sizeof(dfrcl_published), 136);
+}
+
+/* 1.1's functions that need no device: NULL and out-of-range arguments. */
+static void test_io_args(void **state)
+{
+    (void)state;
+    char **l = (char **)&l;
+    int n = 5;
+    BAD(dfrcl_list_images, "dir", NULL, 0, &l, &n);
+    assert_null(l);
+    assert_int_equal(n, 0);
+    BAD(dfrcl_list_images, "dir", "", 1, &l, &n);
+    BAD(dfrcl_list_images, "paths", ".", 0, NULL, &n);
+    BAD(dfrcl_list_images, "n", ".", 0, &l, NULL);
+    dfrcl_free_list(NULL, 3);
+    uint8_t px[16 * 16 * 3] = {0};
+    float map[16 * 16] = {0};
+    dfrcl_image img = {16, 16, 3, px}, ov, mask, two = {16, 16, 2, px}, none = {16, 16, 3, NULL};
+    BAD(dfrcl_overlay, "img", NULL, map, 0.5f, &ov, &mask);
+    BAD(dfrcl_overlay, "img", &none, map, 0.5f, &ov, &mask);
+    BAD(dfrcl_overlay, "channels", &two, map, 0.5f, &ov, &mask);
+    BAD(dfrcl_overlay, "map", &img, NULL, 0.5f, &ov, &mask);
+    BAD(dfrcl_overlay, "overlay", &img, map, 0.5f, NULL, &mask);
+    BAD(dfrcl_overlay, "threshold", &img, map, NAN, &ov, &mask);
+    assert_int_equal(dfrcl_overlay(&img, map, 0.5f, &ov, NULL), DFRCL_OK);
+    assert_int_equal(ov.width, 16);
+    assert_int_equal(ov.channels, 3);
+    dfrcl_image_free(&ov);
+    BAD(dfrcl_image_save_png, "img", NULL, "x.png");
+    BAD(dfrcl_image_save_png, "path", &img, NULL);
+    BAD(dfrcl_image_save_png, "path", &img, "");
+    BAD(dfrcl_save_npy, "map", NULL, 4, 4, "x.npy");
+    BAD(dfrcl_save_npy, "width", map, 0, 4, "x.npy");
+    BAD(dfrcl_save_npy, "height", map, 4, -1, "x.npy");
+    BAD(dfrcl_save_npy, "path", map, 4, 4, NULL);
+    BAD(dfrcl_write_file, "path", NULL, "x", 1);
+    BAD(dfrcl_write_file, "data", "x.txt", NULL, 1);
+    BAD(dfrcl_demo_dataset_write, "dir", NULL, 32, 1, 1, 1, 0);
+    BAD(dfrcl_demo_dataset_write, "size", "d", 31, 1, 1, 1, 0);
+    BAD(dfrcl_demo_dataset_write, "size", "d", 4097, 1, 1, 1, 0);
+    BAD(dfrcl_demo_dataset_write, "n_train", "d", 32, 0, 1, 1, 0);
+    BAD(dfrcl_demo_dataset_write, "n_test_good", "d", 32, 1, -1, 1, 0);
+    BAD(dfrcl_demo_dataset_write, "n_test_defect", "d", 32, 1, 1, 1001, 0);
+    dfrcl_published p;
+    BAD(dfrcl_published_find, "data", NULL, 12, &p);
+    BAD(dfrcl_published_find, "out", "x/hazelnut", 12, NULL);
+    assert_int_equal(dfrcl_published_find("/data/mvtec/hazelnut/", 12, &p), 1);
+    assert_string_equal(p.category, "hazelnut");
+    assert_int_equal(p.layers, 12);
+    assert_int_equal(dfrcl_published_find("/data/fabric", 12, &p), 0);
+    BAD(dfrcl_context_device_count, "ctx", NULL);
+    BAD_PTR(dfrcl_context_device_at, "ctx", NULL, 0);
+    BAD(dfrcl_evaluate, "m", NULL, NULL, NULL);
+    dfrcl_score_options so;
+    dfrcl_default_score_options(&so);
+    assert_true(all_zero(&so, sizeof so));
+    dfrcl_eval_options eo;
+    dfrcl_default_eval_options(&eo);
+    assert_true(all_zero(&eo, sizeof eo));
 }
 
 static void test_defaults_and_frees(void **state)
@@ -143,6 +210,9 @@ static void test_null_args(void **state)
     dfrcl_default_settings(&s);
     s.verbosity = -1;
     BAD(dfrcl_open, "verbosity", &c, &s);
+    dfrcl_default_settings(&s);
+    s.precision = 8;
+    BAD(dfrcl_open, "precision", &c, &s);
     BAD_PTR(dfrcl_context_device, "ctx", NULL);
 
     BAD_PTR(dfrcl_layer_name, "layer", -1);
@@ -340,6 +410,17 @@ static void test_train_args(void **state)
     BAD_OPTION(fpr, NAN);
     BAD_OPTION(memory_mib, -1);
     BAD_OPTION(memory_mib, INFINITY);
+    BAD_OPTION(positions, -1);
+    BAD_OPTION(patience, -2);
+    BAD_OPTION(store, 4);
+    BAD_OPTION(store, -1);
+    BAD_OPTION(store_precision, 8);
+    BAD_OPTION(checkpoint_s, -1);
+    BAD_OPTION(checkpoint_s, NAN);
+    BAD_OPTION(checkpoint, "");
+    BAD_OPTION(resume, 1); /* without a checkpoint */
+    BAD_OPTION(eval_every, -1);
+    BAD_OPTION(eval_every, 1); /* without on_eval */
 #undef BAD_OPTION
 #undef BAD_NAMED
     /* A latent size larger than the feature: the trainer's check. */
@@ -391,6 +472,42 @@ static void test_model_args(void **state)
     BAD(dfrcl_model_score_batch, "image 2", model, imgs, 3, 2, map, scores);
     imgs[2] = big;
     BAD(dfrcl_model_score_batch, "image 2", model, imgs, 3, 2, map, scores);
+    /* 1.1: scoring files and evaluating. */
+    const char *paths[2] = {png, NULL};
+    dfrcl_score_options so;
+    dfrcl_default_score_options(&so);
+    BAD(dfrcl_model_score_files, "m", NULL, paths, 1, &so, NULL, NULL);
+    BAD(dfrcl_model_score_files, "n", model, paths, -1, &so, NULL, NULL);
+    BAD(dfrcl_model_score_files, "paths", model, NULL, 1, &so, NULL, NULL);
+    BAD(dfrcl_model_score_files, "paths[1]", model, paths, 2, &so, NULL, NULL);
+    so.batch = -1;
+    BAD(dfrcl_model_score_files, "o->batch", model, paths, 1, &so, NULL, NULL);
+    dfrcl_default_score_options(&so);
+    so.threads = -1;
+    BAD(dfrcl_model_score_files, "o->threads", model, paths, 1, &so, NULL, NULL);
+    dfrcl_default_score_options(&so);
+    so.reserved[15] = 1;
+    BAD(dfrcl_model_score_files, "o->reserved", model, paths, 1, &so, NULL, NULL);
+    assert_int_equal(dfrcl_model_score_files(model, paths, 1, NULL, NULL, NULL), DFRCL_OK);
+    dfrcl_eval_options eo;
+    dfrcl_default_eval_options(&eo);
+    BAD(dfrcl_evaluate, "o", model, NULL, NULL);
+    BAD(dfrcl_evaluate, "o->data", model, &eo, NULL);
+    eo.data = dir;
+    eo.reserved[0] = 1;
+    BAD(dfrcl_evaluate, "o->reserved", model, &eo, NULL);
+    dfrcl_default_eval_options(&eo);
+    eo.data = dir;
+    eo.score.reserved[3] = 1;
+    BAD(dfrcl_evaluate, "o->score->reserved", model, &eo, NULL);
+    dfrcl_default_eval_options(&eo);
+    eo.data = dir;
+    eo.score.batch = 1000;
+    BAD(dfrcl_evaluate, "o->score->batch", model, &eo, NULL);
+    dfrcl_default_eval_options(&eo);
+    eo.data = dir;
+    eo.json_path = "";
+    BAD(dfrcl_evaluate, "o->json_path", model, &eo, NULL);
     /* Nothing to score is not an error; score may be NULL. */
     assert_int_equal(dfrcl_model_score_batch(model, NULL, 0, 0, NULL, NULL), DFRCL_OK);
     assert_int_equal(dfrcl_model_score(model, &img, map, NULL), DFRCL_OK);
@@ -404,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_struct_sizes),
         cmocka_unit_test(test_defaults_and_frees),
         cmocka_unit_test(test_null_args),
+        cmocka_unit_test(test_io_args),
     };
     int failed = cmocka_run_group_tests_name("host", host, NULL, NULL);
 
