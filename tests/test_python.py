@@ -12,9 +12,11 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 
 try:
@@ -223,6 +225,19 @@ class TestPython(unittest.TestCase):
         self.assertEqual(cm.exception.status_name, "DFRCL_ERR_INTERRUPTED")
         self.assertEqual(seen.count("train"), 1)
         self.assertNotIn("threshold", seen)
+
+        # Ctrl-C while the library trains (from another thread, so that it lands in C code and
+        # Python sees it at the next callback's first line)
+        def ctrl_c(phase, done, total, loss):
+            if phase == "train" and done == 1:
+                threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+            seen.append(phase)
+        seen.clear()
+        with self.assertRaises(KeyboardInterrupt):
+            train(progress=ctrl_c, epochs=50, patience=-1)
+        self.assertLess(seen.count("train"), 50)
+        self.assertNotIn("threshold", seen)
+        self.assertIs(signal.getsignal(signal.SIGINT), signal.default_int_handler)
 
         def boom(phase, done, total, loss):
             raise ZeroDivisionError("from the callback")

@@ -14,9 +14,11 @@ Failures raise dfrcl.Error (a RuntimeError) carrying dfrcl's message and status.
 keeps its backbone and context alive and closes what it opened itself (model, then backbone,
 then context); close() or a `with` block releases the device memory at once.
 """
+import contextlib
 import ctypes
 import dataclasses
 import os
+import signal
 import tempfile
 import threading
 import weakref
@@ -108,6 +110,31 @@ class _Stash:
         except BaseException as e:  # KeyboardInterrupt included: Ctrl-C stops the C call
             self.exc = e
             return 1
+
+
+@contextlib.contextmanager
+def _sigint_stops(stash):
+    """Ctrl-C during a long C call with callbacks: Python's handler would raise
+    KeyboardInterrupt at a callback's first line, where it cannot be caught; instead it is noted,
+    the next callback stops the call, and KeyboardInterrupt is raised once the call returns.
+    Only from the main thread, and only over Python's default handler."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+
+    def note(_signum, _frame):
+        if stash.exc is None:
+            stash.exc = KeyboardInterrupt()
+    old = signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _no_progress(*_args):
+    return False
 
 
 def _path(p):
@@ -620,9 +647,8 @@ class Model(_Handle):
             stash = _Stash()
 
             def on_progress(_user, phase, done, total, loss):
-                if progress is None:
-                    return 0  # still a point where Ctrl-C (KeyboardInterrupt) is seen
-                return stash.call(progress, _str(phase), done, total, loss)
+                # called even without `progress`: where a Ctrl-C stops training
+                return stash.call(progress or _no_progress, _str(phase), done, total, loss)
             cb = _lib.ON_PROGRESS_FN(on_progress)  # referenced until the call returns
             o.on_progress = cb
             ecb, stopped_at = None, []
@@ -635,7 +661,7 @@ class Model(_Handle):
                 ecb = _lib.ON_EVAL_FN(eval_cb)
                 o.on_eval, o.eval_every = ecb, int(eval_every) or 1
             arr = (ctypes.c_char_p * len(paths))(*[_path(p) for p in paths])
-            with bb.lock:
+            with bb.lock, _sigint_stops(stash):
                 rc = _fn("dfrcl_model_train")(byref(model._h), bb._handle(), arr, len(paths),
                                               int(size), byref(o))
             del cb, ecb
@@ -767,7 +793,7 @@ class Model(_Handle):
             return False
 
         def on_progress(_user, done, total):
-            return stash.call(progress, done, total) if progress else 0
+            return stash.call(progress or _no_progress, done, total)
 
         o = _lib.ScoreOptions()
         _fn("dfrcl_default_score_options")(byref(o))
@@ -776,7 +802,7 @@ class Model(_Handle):
         o.progress = pcb
         rcb = _lib.RESULT_FN(lambda u, rp: stash.call(on_result, u, rp))
         arr = (ctypes.c_char_p * len(paths))(*[_path(p) for p in paths])
-        with self.backbone.lock:
+        with self.backbone.lock, _sigint_stops(stash):
             rc = f(self._handle(), arr, len(paths), byref(o), rcb, None)
         del pcb, rcb
         _check(rc, stash)
@@ -854,11 +880,11 @@ def evaluate(model, data=None, out_dir=None, json_path=None, *, test_dir=None, m
     stash = _Stash()
 
     def on_progress(_user, done, total):
-        return stash.call(progress, done, total) if progress else 0
+        return stash.call(progress or _no_progress, done, total)
     pcb = _lib.SCORE_PROGRESS_FN(on_progress)
     o.score.progress = pcb
     m = _lib.Metrics()
-    with model.backbone.lock:
+    with model.backbone.lock, _sigint_stops(stash):
         rc = f(model._handle(), byref(o), byref(m))
     del pcb
     _check(rc, stash)
