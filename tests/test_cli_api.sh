@@ -5,8 +5,7 @@
 # Usage: test_cli_api.sh SOURCE_ROOT [CC]
 root="$1"; cc="${2:-cc}"
 cd "$root/src/cli" || { echo "FAIL: no $root/src/cli"; exit 1; }
-# cmd_run.c: converted on i11-campaign; add it here when that branch is merged.
-commands="cmd_train.c cmd_infer.c cmd_eval.c cmd_demo.c"
+commands="cmd_train.c cmd_infer.c cmd_eval.c cmd_demo.c cmd_run.c"
 helpers="common.c backbone_opts.c train_opts.c outputs.c progress.c"
 fail=0
 # The headers they include, transitively (quoted includes are all in this folder).

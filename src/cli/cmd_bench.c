@@ -10,7 +10,7 @@
 
 #include "cli/backbone_opts.h"
 #include "cli/cli.h"
-#include "cli/internal_lanes.h"
+#include "cli/internal_backbone.h"
 #include "cli/tune.h"
 #include "util/error.h"
 #include "model/cae.h"

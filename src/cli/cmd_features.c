@@ -5,7 +5,7 @@
 
 #include "cli/backbone_opts.h"
 #include "cli/cli.h"
-#include "cli/internal_lanes.h"
+#include "cli/internal_backbone.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "util/error.h"
