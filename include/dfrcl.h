@@ -431,6 +431,10 @@ DFRCL_API int dfrcl_overlay(const dfrcl_image *img, const float *map, float thre
 DFRCL_API int dfrcl_image_save_png(const dfrcl_image *img, const char *path);
 /* Writes a map (height x width floats, row-major) as a NumPy .npy file, atomically. */
 DFRCL_API int dfrcl_save_npy(const float *map, int width, int height, const char *path);
+/* A copy of s (a file name) that is valid UTF-8, as JSON and HTML need: each byte that is not
+ * part of a valid sequence becomes U+FFFD, and *lossy (may be NULL) is set to 1 when one was.
+ * Free it with dfrcl_free; NULL (and a message) on a NULL s or no memory. */
+DFRCL_API char *dfrcl_utf8(const char *s, int *lossy);
 /* Writes n bytes to path atomically (for a caller's own reports, as dfrcl writes its files). */
 DFRCL_API int dfrcl_write_file(const char *path, const void *data, size_t n);
 

@@ -11,6 +11,7 @@
 #include "io/npy.h"
 #include "util/error.h"
 #include "util/fsutil.h"
+#include "util/jsonname.h"
 
 #define CHECK_ARG DFRCL_CHECK_ARG
 
@@ -83,6 +84,17 @@ int dfrcl_write_file(const char *path, const void *data, size_t n)
     CHECK_ARG(path && *path, "dfrcl_write_file: no path (path is NULL or empty)");
     CHECK_ARG(data || n == 0, "dfrcl_write_file: data is NULL (n = %zu)", n);
     return dfr_write_file_atomic(path, n ? data : "", n);
+}
+
+char *dfrcl_utf8(const char *s, int *lossy)
+{
+    if (!s) {
+        dfr_error(DFRCL_ERR_INVALID_ARG, "dfrcl_utf8: s is NULL");
+        return NULL;
+    }
+    char *u = dfr_utf8(s, lossy);
+    if (!u) dfr_error(DFRCL_ERR_HOST_MEMORY, "dfrcl_utf8: out of memory");
+    return u;
 }
 
 int dfrcl_demo_dataset_write(const char *dir, int size, int n_train, int n_test_good,

@@ -127,6 +127,13 @@ static void test_io_args(void **state)
     BAD(dfrcl_save_npy, "width", map, 0, 4, "x.npy");
     BAD(dfrcl_save_npy, "height", map, 4, -1, "x.npy");
     BAD(dfrcl_save_npy, "path", map, 4, 4, NULL);
+    BAD_PTR(dfrcl_utf8, "s", NULL, NULL);
+    int lossy = 0;
+    char *u = dfrcl_utf8("ok\xff.png", &lossy); /* a Latin-1 byte: U+FFFD in its place */
+    assert_non_null(u);
+    assert_string_equal(u, "ok\xef\xbf\xbd.png");
+    assert_int_equal(lossy, 1);
+    dfrcl_free(u);
     BAD(dfrcl_write_file, "path", NULL, "x", 1);
     BAD(dfrcl_write_file, "data", "x.txt", NULL, 1);
     BAD(dfrcl_demo_dataset_write, "dir", NULL, 32, 1, 1, 1, 0);

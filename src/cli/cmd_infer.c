@@ -172,9 +172,9 @@ static int infer_one(void *user, const dfrcl_result *r)
     if (r->status == DFRCL_ERR_FORMAT || r->status == DFRCL_ERR_IO) {
         fprintf(stderr, "dfrcl: error: %s (skipped)\n", r->message);
         cli_json_add_name(item, "error", r->message);
-        char *u = cli_utf8(path, NULL);
+        char *u = dfrcl_utf8(path, NULL);
         if (u) cJSON_AddItemToArray(c->skipped, cJSON_CreateString(u));
-        free(u);
+        dfrcl_free(u);
         c->skipped_idx[c->failed++] = r->index;
     } else if (r->status) {
         rc = cli_error(r->status, "%s", r->message);

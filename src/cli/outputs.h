@@ -22,11 +22,6 @@ int cli_prepare_dir(const char *dir, int *created);
  * output of an interrupted run, in a folder this run created). */
 void cli_remove_tree(const char *dir);
 
-/* A copy of s that is valid UTF-8: each byte that is not part of a valid sequence becomes
- * U+FFFD. *lossy (may be NULL) is set to 1 when a byte was replaced. Caller frees. (The library
- * has its own for its JSON, src/util/jsonname.c; the command uses the public header only.) */
-char *cli_utf8(const char *s, int *lossy);
-
 /* Adds a file name to a JSON object as valid UTF-8 under `key`; a name that is not valid UTF-8
  * also gets its exact bytes, in hexadecimal, under "<key>_hex". */
 void cli_json_add_name(cJSON *o, const char *key, const char *name);
