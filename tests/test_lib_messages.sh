@@ -9,10 +9,12 @@ cd "$root" || exit 1
 allowed='
 src/eval/report.c:var\(--|^"--[a-z]+:|[{;]--[a-z]+:
 src/ops/tunables.c:dfrcl tune --print-table
+src/campaign/shard.c:sbatch --array
 '
 # report.c: CSS custom properties of the HTML report ("--fg:", "var(--fg)"), not options.
 # tunables.c: the tuning variables (DFRCL_*_TUNE) are environment settings with no API field;
 #   the message points at the separate tool that lists their legal values.
+# shard.c: Slurm's own sbatch option, advice for a job array with a step; not a dfrcl option.
 hits=$(find src -name '*.[ch]' ! -path 'src/cli/*' | sort | while read -r f; do
   grep -n -o '"\([^"\\]\|\\.\)*"' "$f" | grep -- '--[a-z]' | while IFS= read -r line; do
     lit=${line#*:}
