@@ -271,9 +271,10 @@ typedef struct dfrcl_train_options {
     int eval_every;
     int (*on_eval)(void *user, int epoch, double train_seconds, dfrcl_model *m);
     /* Progress that can stop training (may be NULL): phases as for progress, and also "step"
-     * after each training step (done of total steps of the epoch, loss so far), so a request is
-     * seen within a step. A non-zero return stops training: the checkpoint (if any) is written
-     * and dfrcl_model_train returns DFRCL_ERR_INTERRUPTED. */
+     * after each training step (done of total steps of the epoch), so a request is seen within
+     * a step; its loss is the previous epoch's mean (0 in the first): the device sums an epoch's
+     * loss without reading it back per step. A non-zero return stops training: the checkpoint
+     * (if any) is written and dfrcl_model_train returns DFRCL_ERR_INTERRUPTED. */
     int (*on_progress)(void *user, const char *phase, int done, int total, double loss);
     uint64_t reserved[8]; /* zero (dfrcl_default_train_options); later fields come from here */
 } dfrcl_train_options;
