@@ -220,7 +220,11 @@ typedef struct dfrcl_model_info {
     uint32_t seed;            /* seed of the initialisation and shuffling */
     char backbone_sha256[65]; /* identity of the backbone tensors (hex) */
     char backbone_desc[256];  /* how to get that backbone again: "file NAME" or "random seed N" */
-    uint64_t reserved[16];    /* zero; later fields come from here */
+    /* ---- 1.1 ---- */
+    int recipe;               /* the recipe it was trained with (dfrcl_train_options.recipe) */
+    int positions;            /* feature positions per image in a training step */
+    int64_t steps;            /* training steps taken (PyTorch's num_batches_tracked) */
+    uint64_t reserved[14];    /* zero; later fields come from here */
 } dfrcl_model_info;
 
 typedef struct dfrcl_train_options {

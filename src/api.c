@@ -255,26 +255,7 @@ int dfrcl_features(dfrcl_backbone *bb, const dfrcl_image *img, int size, float *
 
 /* ---- DFR model ---- */
 
-void dfrcl_default_train_options(dfrcl_train_options *o)
-{
-    if (!o) return;
-    dfr_train_opts d;
-    dfr_train_defaults(&d);
-    memset(o, 0, sizeof *o);
-    o->recipe = d.recipe;
-    o->epochs = d.epochs;
-    o->batch = d.batch;
-    o->lr = d.lr;
-    o->latent = d.latent;
-    o->pca_keep = d.pca_keep;
-    o->pca_images = d.pca_images;
-    o->fpr = d.fpr;
-    o->seed = d.seed;
-    o->positions = d.positions;
-    o->patience = d.patience;
-    o->store = d.store;
-    o->store_precision = d.store_precision;
-}
+/* dfrcl_default_train_options: in src/model/train.c, beside the recipes it defaults to. */
 
 /* Each option in range, named as the caller knows it (the trainer checks the rest: a latent
  * size within the backbone's channels). */
@@ -314,59 +295,18 @@ static int check_train_options(const dfrcl_train_options *o)
 #undef FN
 }
 
-/* One training run's callbacks: the public ones over the trainer's. */
-typedef struct train_run {
+/* on_eval gets the trainer's model as a public one for the call (lane 0 only, borrowed). */
+typedef struct train_eval {
     const dfrcl_train_options *o;
     dfrcl_backbone *bb;
-    volatile int stop; /* on_progress asked to stop */
-} train_run;
+} train_eval;
 
-static void train_progress(void *user, const char *phase, int done, int total, double loss)
-{
-    train_run *tr = user;
-    const dfrcl_train_options *o = tr->o;
-    int step = !strcmp(phase, "step");
-    if (o->progress && !step) o->progress(o->user, phase, done, total, loss);
-    if (o->on_progress && o->on_progress(o->user, phase, done, total, loss)) tr->stop = 1;
-}
-
-/* on_eval gets the trainer's model as a public one for the call (lane 0 only, borrowed). */
 static int train_on_eval(void *user, int epoch, double seconds, dfr_model *dm)
 {
-    train_run *tr = user;
-    dfrcl_model m = {.bb = tr->bb, .k = 1, .borrowed = 1};
+    train_eval *te = user;
+    dfrcl_model m = {.bb = te->bb, .k = 1, .borrowed = 1};
     m.m[0] = dm;
-    return tr->o->on_eval(tr->o->user, epoch, seconds, &m);
-}
-
-/* The public options onto the trainer's (which adds only its internal extras). */
-static void train_opts_map(const dfrcl_train_options *o, train_run *tr, dfr_train_opts *t)
-{
-    dfr_train_defaults(t);
-    t->recipe = o->recipe;
-    t->memory = o->memory_mib * 1024.0 * 1024.0;
-    t->epochs = o->epochs;
-    t->batch = o->batch;
-    t->lr = o->lr;
-    t->latent = o->latent;
-    t->pca_keep = o->pca_keep;
-    t->pca_images = o->pca_images;
-    t->fpr = o->fpr;
-    t->seed = o->seed;
-    t->positions = o->positions;
-    t->patience = o->patience;
-    t->store = o->store;
-    t->store_precision = o->store_precision;
-    t->feature_dir = o->feature_dir;
-    t->checkpoint = o->checkpoint;
-    t->checkpoint_s = o->checkpoint_s;
-    t->resume = o->resume;
-    t->eval_every = o->on_eval ? o->eval_every : 0;
-    t->on_eval = o->on_eval ? train_on_eval : NULL;
-    t->progress = o->progress || o->on_progress ? train_progress : NULL;
-    t->step_progress = o->on_progress != NULL;
-    t->stop = &tr->stop;
-    t->user = tr;
+    return te->o->on_eval(te->o->user, epoch, seconds, &m);
 }
 
 /* A new public model holding *pm (taken) as lane 0's. */
@@ -426,13 +366,10 @@ int dfrcl_model_train(dfrcl_model **out, dfrcl_backbone *bb, const char *const *
     }
     rc = check_train_options(o);
     if (rc) return rc;
-    dfr_train_opts t;
-    train_run tr = {o, bb, 0};
-    train_opts_map(o, &tr, &t);
+    train_eval te = {o, bb};
+    dfr_train_hooks h = {.on_eval = o->on_eval ? train_on_eval : NULL, .user = &te};
     dfr_model *dm = NULL;
-    rc = dfr_train(&dm, bb->ctx->rt[0], bb->vgg[0], image_paths, n, size, &t);
-    if (rc == DFRCL_ERR_INTERRUPTED && tr.stop)
-        rc = dfr_error_prefix(rc, "dfrcl_model_train: stopped by on_progress");
+    rc = dfr_train(&dm, bb->ctx->rt[0], bb->vgg[0], image_paths, n, size, o, &h);
     if (rc) return rc;
     dfrcl_model *m = model_wrap(bb, &dm);
     if (!m) return DFRCL_ERR_HOST_MEMORY;
@@ -473,43 +410,18 @@ int dfrcl_model_load(dfrcl_model **out, dfrcl_backbone *bb, const char *path)
     return DFRCL_OK;
 }
 
-static void info_copy(dfrcl_model_info *o, const dfr_model_info *in)
-{
-    memset(o, 0, sizeof *o);
-    o->layers = in->layers;
-    o->size = in->size;
-    o->channels = in->channels;
-    o->latent = in->latent;
-    /* Pixel scores are floats: the threshold is one of them, and the file's 9 digits restore it
-     * exactly as a float (not as the double they print). */
-    o->threshold = (float)in->threshold;
-    o->fpr = in->fpr;
-    o->epochs = in->epochs;
-    o->batch = in->batch;
-    o->train_images = in->train_images;
-    o->lr = (float)in->lr;
-    o->final_loss = in->final_loss;
-    o->seed = in->seed;
-    snprintf(o->backbone_sha256, sizeof o->backbone_sha256, "%s", in->backbone_sha256);
-    snprintf(o->backbone_desc, sizeof o->backbone_desc, "%s", in->backbone_desc);
-}
-
 int dfrcl_model_peek(dfrcl_model_info *info, const char *path)
 {
     CHECK_ARG(info, "dfrcl_model_peek: info is NULL");
     CHECK_ARG(path && *path, "dfrcl_model_peek: no path");
-    dfr_model_info in;
-    int rc = dfr_model_peek(path, &in);
-    if (rc) return rc;
-    info_copy(info, &in);
-    return DFRCL_OK;
+    return dfr_model_peek(path, info);
 }
 
 int dfrcl_model_get_info(const dfrcl_model *m, dfrcl_model_info *info)
 {
     CHECK_ARG(m, "dfrcl_model_get_info: m is NULL");
     CHECK_ARG(info, "dfrcl_model_get_info: info is NULL");
-    info_copy(info, &m->m[0]->info);
+    *info = m->m[0]->info;
     return DFRCL_OK;
 }
 
@@ -638,7 +550,7 @@ static int score_run_result(void *u, const dfr_sched_result *r)
 {
     score_run *sr = u;
     const dfr_model *dm = sr->m->m[0];
-    float thr = (float)dm->info.threshold;
+    float thr = dm->info.threshold;
     dfrcl_result res = {.index = r->index, .path = sr->paths[r->index], .status = r->status,
                         .message = r->message ? r->message : "", .image = r->image,
                         .orig_width = r->orig_w, .orig_height = r->orig_h, .map = r->map,

@@ -281,6 +281,9 @@ static void check_info(const dfrcl_model_info *a)
     assert_int_equal(strlen(a->backbone_sha256), 64);
     assert_int_equal(strspn(a->backbone_sha256, "0123456789abcdef"), 64);
     assert_string_equal(a->backbone_desc, "random seed 0");
+    assert_int_equal(a->recipe, 0);
+    assert_int_equal(a->positions, (S / 4) * (S / 4) / 8); /* the fast recipe's 1/8 */
+    assert_int_equal(a->steps, (N_TRAIN + 3) / 4);          /* one epoch of batches of 4 */
 }
 
 static void assert_info_equal(const dfrcl_model_info *a, const dfrcl_model_info *b)
@@ -299,6 +302,9 @@ static void assert_info_equal(const dfrcl_model_info *a, const dfrcl_model_info 
     assert_int_equal(a->seed, b->seed);
     assert_string_equal(a->backbone_sha256, b->backbone_sha256);
     assert_string_equal(a->backbone_desc, b->backbone_desc);
+    assert_int_equal(a->recipe, b->recipe);
+    assert_int_equal(a->positions, b->positions);
+    assert_int_equal(a->steps, b->steps);
 }
 
 static void test_train_save_load(void **state)

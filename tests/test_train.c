@@ -221,10 +221,12 @@ typedef struct trained {
     int epochs, latent;
 } trained;
 
-static int train(trained *out, dfr_train_opts *o)
+static dfr_train_hooks hooks; /* stop_at_step, for the checkpoint tests */
+
+static int train(trained *out, const dfrcl_train_options *o)
 {
     dfr_model *m = NULL;
-    int rc = dfr_train(&m, rt, vgg, (const char *const *)paths, 6, 32, o);
+    int rc = dfr_train(&m, rt, vgg, (const char *const *)paths, 6, 32, o, &hooks);
     if (rc) return rc;
     for (int i = 0; i < DFR_CAE_NUM_TENSORS; i++) {
         dfr_cae_tensor t;
@@ -234,7 +236,7 @@ static int train(trained *out, dfr_train_opts *o)
         assert_non_null(out->t[i]);
     }
     assert_int_equal(dfr_cae_get_tensors(m->cae, out->t), DFRCL_OK);
-    out->threshold = m->info.threshold;
+    out->threshold = m->threshold;
     out->loss = m->info.final_loss;
     out->epochs = m->info.epochs;
     out->latent = m->info.latent;
@@ -258,9 +260,9 @@ static void assert_same(const trained *a, const trained *b)
     assert_true(a->loss == b->loss);
 }
 
-static void base_opts(dfr_train_opts *o, int recipe)
+static void base_opts(dfrcl_train_options *o, int recipe)
 {
-    dfr_train_defaults(o);
+    dfrcl_default_train_options(o);
     o->recipe = recipe;
     o->epochs = 4;
     o->batch = 4; /* 6 images: a full and a short batch each epoch */
@@ -273,7 +275,7 @@ static void test_train_places(void **state)
     char dir[64];
     assert_int_equal(dfr_test_mkdtemp(dir, sizeof dir, "feat"), 0);
     for (int recipe = 0; recipe < 2; recipe++) {
-        dfr_train_opts o;
+        dfrcl_train_options o;
         base_opts(&o, recipe);
         trained ref = {0}, got = {0};
         o.store = DFR_FS_DEVICE;
@@ -299,7 +301,7 @@ static void test_train_places(void **state)
         /* a budget below the autoencoder's own needs: refused, naming the minimum */
         o.store = DFR_FS_AUTO;
         o.store_precision = 0;
-        o.memory = 1024 * 1024;
+        o.memory_mib = 1;
         assert_int_equal(train(&got, &o), DFRCL_ERR_HOST_MEMORY);
         assert_non_null(strstr(dfrcl_last_error(), "memory budget (memory_mib) of"));
         free_trained(&ref);
@@ -311,7 +313,7 @@ static void test_train_places(void **state)
 static void test_train_fast_recipe(void **state)
 {
     /* The fast recipe: fewer positions a step, early stop; the published one runs every epoch */
-    dfr_train_opts o;
+    dfrcl_train_options o;
     base_opts(&o, DFR_RECIPE_FAST);
     o.epochs = 200;
     o.patience = 2;
@@ -320,13 +322,13 @@ static void test_train_fast_recipe(void **state)
     assert_true(t.epochs < 200); /* stopped when the loss stopped improving */
     assert_true(t.epochs > 2);
     free_trained(&t);
-    dfr_train_opts r;
-    dfr_train_defaults(&r);
+    dfrcl_train_options r;
+    dfrcl_default_train_options(&r);
     dfr_train_resolve(&r, 4096);
     assert_int_equal(r.positions, 512);
     assert_true(r.lr == 3e-4f);
     assert_int_equal(r.patience, 5);
-    dfr_train_defaults(&r);
+    dfrcl_default_train_options(&r);
     r.recipe = DFR_RECIPE_PUBLISHED;
     dfr_train_resolve(&r, 4096);
     assert_int_equal(r.positions, 4096);
@@ -335,12 +337,10 @@ static void test_train_fast_recipe(void **state)
     assert_int_equal(r.patience, -1);
 }
 
-static volatile int stop_flag;
-
 /* Asks training to stop once the threshold is being set (all epochs done). */
-static void stop_in_threshold(void *user, const char *phase, int done, int total, double loss)
+static int stop_in_threshold(void *user, const char *phase, int done, int total, double loss)
 {
-    if (!strcmp(phase, "threshold")) stop_flag = 1;
+    return !strcmp(phase, "threshold");
 }
 
 static void test_resume(void **state)
@@ -349,7 +349,7 @@ static void test_resume(void **state)
     assert_int_equal(dfr_test_mkdtemp(dir, sizeof dir, "ck"), 0);
     snprintf(ck, sizeof ck, "%s/model.checkpoint", dir);
     for (int recipe = 0; recipe < 2; recipe++) {
-        dfr_train_opts o;
+        dfrcl_train_options o;
         base_opts(&o, recipe);
         o.epochs = 3;
         o.patience = recipe == DFR_RECIPE_FAST ? 2 : -1;
@@ -359,33 +359,30 @@ static void test_resume(void **state)
          * of epoch 2), then resumed */
         int64_t at = 3 + recipe * 2;
         o.checkpoint = ck;
-        o.stop_at_step = at;
+        hooks.stop_at_step = at;
         assert_int_equal(train(&got, &o), DFRCL_ERR_INTERRUPTED);
         assert_int_equal(access(ck, R_OK), 0);
-        o.stop_at_step = 0;
+        hooks.stop_at_step = 0;
         o.resume = 1;
         assert_int_equal(train(&got, &o), DFRCL_OK);
         assert_same(&got, &ref);
         free_trained(&got);
         /* stopped while setting the threshold: the resumed run does not train again */
         o.resume = 0;
-        o.stop = &stop_flag;
-        o.progress = stop_in_threshold;
-        stop_flag = 0;
+        o.on_progress = stop_in_threshold;
         assert_int_equal(train(&got, &o), DFRCL_ERR_INTERRUPTED);
+        assert_non_null(strstr(dfrcl_last_error(), "stopped by on_progress"));
         assert_non_null(strstr(dfrcl_last_error(), "threshold"));
-        o.progress = NULL;
-        stop_flag = 0;
+        o.on_progress = NULL;
         o.resume = 1;
         assert_int_equal(train(&got, &o), DFRCL_OK);
         assert_same(&got, &ref);
         free_trained(&got);
-        o.stop = NULL;
         /* a checkpoint of other options or data is refused with the reason */
-        o.stop_at_step = at;
+        hooks.stop_at_step = at;
         o.resume = 0;
         assert_int_equal(train(&got, &o), DFRCL_ERR_INTERRUPTED);
-        o.stop_at_step = 0;
+        hooks.stop_at_step = 0;
         o.resume = 1;
         o.seed = 4;
         assert_int_equal(train(&got, &o), DFRCL_ERR_MISMATCH);
@@ -439,7 +436,7 @@ static void test_diverged(void **state)
     char dir[64], ck[128];
     assert_int_equal(dfr_test_mkdtemp(dir, sizeof dir, "div"), 0);
     snprintf(ck, sizeof ck, "%s/model.checkpoint", dir);
-    dfr_train_opts o;
+    dfrcl_train_options o;
     base_opts(&o, DFR_RECIPE_FAST);
     o.checkpoint = ck;
     trained t = {0};
@@ -463,9 +460,10 @@ static void test_diverged(void **state)
     assert_non_null(strstr(dfrcl_last_error(), "(lr "));
     assert_int_equal(dir_entries(dir), 0);
     /* nor is a checkpoint written with non-finite weights (interrupted after step 1) */
-    o.stop_at_step = 1;
+    hooks.stop_at_step = 1;
     assert_int_equal(train(&t, &o), DFRCL_ERR_INVALID_ARG);
     assert_non_null(strstr(dfrcl_last_error(), "no checkpoint is written"));
+    hooks.stop_at_step = 0;
     assert_int_equal(dir_entries(dir), 0);
     dfr_vgg19_free(&vgg);
     vgg = good;
@@ -477,18 +475,18 @@ static void test_save_nonfinite(void **state)
     char dir[64], path[128];
     assert_int_equal(dfr_test_mkdtemp(dir, sizeof dir, "save"), 0);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    dfr_train_opts o;
+    dfrcl_train_options o;
     base_opts(&o, DFR_RECIPE_FAST);
     o.epochs = 1;
     dfr_model *m = NULL;
-    assert_int_equal(dfr_train(&m, rt, vgg, (const char *const *)paths, 6, 32, &o), DFRCL_OK);
-    double th = m->info.threshold;
-    m->info.threshold = NAN;
+    assert_int_equal(dfr_train(&m, rt, vgg, (const char *const *)paths, 6, 32, &o, NULL), DFRCL_OK);
+    double th = m->threshold;
+    m->threshold = NAN;
     assert_int_equal(dfr_model_save(m, path), DFRCL_ERR_INVALID_ARG);
     assert_non_null(strstr(dfrcl_last_error(), "model.safetensors: not writing a model with "
                                                "non-finite values: the threshold is"));
     assert_int_equal(dir_entries(dir), 0);
-    m->info.threshold = th;
+    m->threshold = th;
     assert_int_equal(dfr_model_save(m, path), DFRCL_OK);
     dfr_model_free(&m);
     /* it loads; the same file with another size does not (its threshold was set at 32) */

@@ -91,7 +91,10 @@ class ModelInfo(ctypes.Structure):
         ("seed", c_uint32),
         ("backbone_sha256", ctypes.c_char * 65),
         ("backbone_desc", ctypes.c_char * 256),
-        ("reserved", c_uint64 * 16),
+        ("recipe", c_int),
+        ("positions", c_int),
+        ("steps", ctypes.c_int64),
+        ("reserved", c_uint64 * 14),
     ]
 
 

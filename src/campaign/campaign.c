@@ -115,21 +115,9 @@ int dfr_settings_same(const char *path, const cJSON *now, char *diff, size_t n)
 }
 
 /* The training options as training resolves them (the recipe's values for those left 0). */
-static dfr_train_opts resolved_train(const dfrcl_campaign_options *o)
+static dfrcl_train_options resolved_train(const dfrcl_campaign_options *o)
 {
-    const dfrcl_train_options *t = &o->train;
-    dfr_train_opts r;
-    dfr_train_defaults(&r);
-    r.recipe = t->recipe;
-    r.epochs = t->epochs;
-    r.lr = t->lr;
-    r.positions = t->positions;
-    r.patience = t->patience;
-    r.batch = t->batch;
-    r.latent = t->latent;
-    r.fpr = t->fpr;
-    r.seed = t->seed;
-    r.store_precision = t->store_precision;
+    dfrcl_train_options r = o->train;
     dfr_train_resolve(&r, (o->size / 4) * (o->size / 4));
     return r;
 }
@@ -137,7 +125,7 @@ static dfr_train_opts resolved_train(const dfrcl_campaign_options *o)
 /* The settings.json of every category of this campaign. */
 static cJSON *run_settings(const dfrcl_backbone *bb, const dfrcl_campaign_options *o)
 {
-    dfr_train_opts r = resolved_train(o);
+    dfrcl_train_options r = resolved_train(o);
     cJSON *s = cJSON_CreateObject();
     cJSON_AddNumberToObject(s, "size", o->size);
     cJSON_AddNumberToObject(s, "layers", bb->vgg[0]->layers);
@@ -523,7 +511,7 @@ int dfrcl_campaign_run(dfrcl_backbone *bb, const dfrcl_campaign_options *o,
         if (!rc) rc = wr;
     }
     if (!rc && !sharded) {
-        dfr_train_opts r = resolved_train(o);
+        dfrcl_train_options r = resolved_train(o);
         dfr_run_setting rs = {bb->vgg[0]->layers, o->size, r.epochs};
         rc = dfr_campaign_write_summary(o->out, c.res, c.n, rs, o->on_event, o->user);
     }

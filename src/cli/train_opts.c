@@ -119,8 +119,3 @@ int cli_train_progress_cb(void *user, const char *phase, int done, int total, do
     cli_progress_update(p, done, p->images_per_unit, extra[0] ? extra : NULL);
     return *cli_stop_flag();
 }
-
-void cli_train_on_progress(void *user, const char *phase, int done, int total, double loss)
-{
-    cli_train_progress_cb(user, phase, done, total, loss);
-}

@@ -60,6 +60,4 @@ typedef struct cli_train_progress {
     int n_losses;
 } cli_train_progress;
 int cli_train_progress_cb(void *user, const char *phase, int done, int total, double loss);
-/* The same as a progress callback that cannot stop (internal dfr_train_opts, cmd_run). */
-void cli_train_on_progress(void *user, const char *phase, int done, int total, double loss);
 #endif

@@ -72,7 +72,7 @@ static cJSON *settings_json(const dfrcl_model *m, const dfrcl_eval_options *o, c
     cJSON_AddNumberToObject(s, "layers", in->layers);
     cJSON_AddNumberToObject(s, "channels", in->channels);
     cJSON_AddNumberToObject(s, "latent", in->latent);
-    cJSON_AddNumberToObject(s, "threshold", in->threshold);
+    cJSON_AddNumberToObject(s, "threshold", m->m[0]->threshold);
     cJSON_AddNumberToObject(s, "fpr", in->fpr);
     cJSON_AddNumberToObject(s, "epochs", in->epochs);
     cJSON_AddStringToObject(s, "backbone", in->backbone_desc);

@@ -243,7 +243,7 @@ static int eval_one(void *user, const dfr_sched_result *r)
 int dfr_evaluate(dfr_model *m, const dfr_test_set *ts, const dfr_eval_opts *o, dfr_metrics *res)
 {
     int S = m->info.size, T = o->thumb_size > 0 ? o->thumb_size : 128;
-    double thr = m->info.threshold;
+    double thr = m->threshold;
     size_t SS = (size_t)S * S;
     uint8_t *mask = malloc(SS);
     dfr_eval_acc *acc = NULL;

@@ -216,8 +216,17 @@ static const char *meta_get(const meta_list *l, const char *key)
     return NULL;
 }
 
-static void model_meta(const dfr_model_info *in, meta_list *l)
+void dfr_model_set_threshold(dfr_model *m, double threshold)
 {
+    m->threshold = threshold;
+    /* Pixel scores are floats: the threshold is one of them, and the file's 9 digits restore it
+     * exactly as a float (not as the double they print). */
+    m->info.threshold = (float)threshold;
+}
+
+static void model_meta(const dfr_model *m, meta_list *l)
+{
+    const dfr_model_info *in = &m->info;
     l->n = 0;
     meta_add(l, "format", "%s", DFR_MODEL_FORMAT);
     meta_add(l, "format_version", "%d", DFR_MODEL_VERSION);
@@ -227,11 +236,11 @@ static void model_meta(const dfr_model_info *in, meta_list *l)
     meta_add(l, "size", "%d", in->size);
     meta_add(l, "channels", "%d", in->channels);
     meta_add(l, "latent", "%d", in->latent);
-    meta_add(l, "threshold", "%.9g", in->threshold);
+    meta_add(l, "threshold", "%.9g", m->threshold);
     meta_add(l, "fpr", "%.9g", in->fpr);
     meta_add(l, "epochs", "%d", in->epochs);
     meta_add(l, "batch", "%d", in->batch);
-    meta_add(l, "lr", "%.9g", in->lr);
+    meta_add(l, "lr", "%.9g", (double)in->lr);
     meta_add(l, "seed", "%u", (unsigned)in->seed);
     meta_add(l, "train_images", "%d", in->train_images);
     meta_add(l, "final_loss", "%.9g", in->final_loss);
@@ -251,7 +260,7 @@ static int check_finite(const dfr_model *m, const dfr_cae_tensor *t, float *cons
                                       "check the backbone weights and images";
     const dfr_model_info *in = &m->info;
     const struct { const char *what; double v; } vals[] = {
-        {"the threshold", in->threshold}, {"the false-positive rate", in->fpr},
+        {"the threshold", m->threshold}, {"the false-positive rate", in->fpr},
         {"the learning rate", in->lr}, {"the final loss", in->final_loss}};
     for (size_t i = 0; i < sizeof vals / sizeof *vals; i++)
         if (!isfinite(vals[i].v))
@@ -284,7 +293,7 @@ int dfr_model_save(dfr_model *m, const char *path)
     for (int i = 0; i < DFR_CAE_NUM_TENSORS && !rc; i++)
         rc = dfr_st_writer_add_f32(w, t[i].name, t[i].ndim, t[i].shape, data[i]);
     meta_list meta;
-    model_meta(&m->info, &meta);
+    model_meta(m, &meta);
     for (int i = 0; i < meta.n && !rc; i++) rc = dfr_st_writer_meta(w, meta.key[i], meta.val[i]);
     /* The checksum ties the metadata that scoring relies on to the tensors. */
     dfr_sha256 h;
@@ -303,9 +312,10 @@ int dfr_model_save(dfr_model *m, const char *path)
     return rc;
 }
 
-static int read_info(dfr_safetensors *st, const char *path, dfr_model_info *in)
+static int read_info(dfr_safetensors *st, const char *path, dfr_model_info *in, double *threshold)
 {
     memset(in, 0, sizeof *in);
+    *threshold = 0;
     const char *fmt = dfr_st_metadata(st, "format");
     if (!fmt || strcmp(fmt, DFR_MODEL_FORMAT) != 0)
         return dfr_error(DFRCL_ERR_FORMAT, "%s: not a dfrcl model (metadata format is %s%s%s)", path,
@@ -323,7 +333,8 @@ static int read_info(dfr_safetensors *st, const char *path, dfr_model_info *in)
     if (!rc) rc = dfr_st_meta_long(st, path, "size", 4, DFR_MODEL_MAX_SIZE, &size);
     if (!rc) rc = dfr_st_meta_long(st, path, "channels", 1, 1 << 20, &channels);
     if (!rc) rc = dfr_st_meta_long(st, path, "latent", 1, 1 << 20, &latent);
-    if (!rc) rc = dfr_st_meta_double(st, path, "threshold", &in->threshold);
+    if (!rc) rc = dfr_st_meta_double(st, path, "threshold", threshold);
+    in->threshold = (float)*threshold;
     if (!rc) rc = dfr_st_meta_double(st, path, "fpr", &in->fpr);
     in->layers = (int)layers;
     in->size = (int)size;
@@ -335,7 +346,7 @@ static int read_info(dfr_safetensors *st, const char *path, dfr_model_info *in)
     if (dfr_st_meta_long(st, path, "train_images", 0, 1 << 30, &v) == 0) in->train_images = (int)v;
     if (dfr_st_meta_long(st, path, "batch", 0, 1 << 30, &v) == 0) in->batch = (int)v;
     double d = 0;
-    if (dfr_st_meta_double(st, path, "lr", &d) == 0) in->lr = d;
+    if (dfr_st_meta_double(st, path, "lr", &d) == 0) in->lr = (float)d;
     if (dfr_st_meta_double(st, path, "final_loss", &d) == 0) in->final_loss = d;
     if (dfr_st_meta_long(st, path, "num_batches_tracked", 0, LONG_MAX, &v) == 0) in->steps = v;
     if (dfr_st_meta_long(st, path, "positions", 0, 1 << 30, &v) == 0) in->positions = (int)v;
@@ -381,7 +392,8 @@ int dfr_model_peek(const char *path, dfr_model_info *info)
 {
     dfr_safetensors *st = NULL;
     int rc = dfr_st_open(&st, path);
-    if (!rc) rc = read_info(st, path, info);
+    double threshold;
+    if (!rc) rc = read_info(st, path, info, &threshold);
     dfr_st_close(&st);
     return rc;
 }
@@ -399,7 +411,7 @@ int dfr_model_load(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char 
     }
     m->rt = rt;
     m->vgg = vgg;
-    rc = read_info(st, path, &m->info);
+    rc = read_info(st, path, &m->info, &m->threshold);
     if (!rc && (vgg->layers != m->info.layers || strcmp(vgg->identity, m->info.backbone_sha256) != 0))
         rc = dfr_error(DFRCL_ERR_MISMATCH,
                        "%s: the model was trained with another backbone (%d layers, %s, sha256 "

@@ -13,19 +13,9 @@
 #define DFR_MODEL_VERSION 1
 #define DFR_MODEL_MAX_SIZE 8192 /* largest image size a model file may hold */
 
-/* What the model file's __metadata__ holds besides the CAE tensors. */
-typedef struct dfr_model_info {
-    int layers, size, channels, latent;
-    double threshold;  /* pixel score above which a pixel is anomalous */
-    double fpr;        /* the expected pixel false-positive rate it was set for */
-    int epochs, batch, train_images;
-    double lr, final_loss;
-    int recipe, positions; /* recipe and positions per image per step it was trained with */
-    int64_t steps;         /* training steps (PyTorch's num_batches_tracked) */
-    uint32_t seed;
-    char backbone_sha256[65]; /* identity of the backbone tensors it was trained with */
-    char backbone_desc[256];  /* how to get that backbone again: a file name or "random seed N" */
-} dfr_model_info;
+/* What the model file's __metadata__ holds besides the CAE tensors: the public struct (dfrcl.h),
+ * one definition. Its threshold is a float; the model keeps the double as well (below). */
+typedef dfrcl_model_info dfr_model_info;
 
 typedef struct dfr_model dfr_model;
 
@@ -39,56 +29,25 @@ typedef struct dfr_model dfr_model;
 enum { DFR_RECIPE_FAST = 0, DFR_RECIPE_PUBLISHED = 1 };
 const char *dfr_recipe_name(int recipe);
 
-typedef struct dfr_train_opts {
-    int recipe;        /* DFR_RECIPE_FAST (default) or DFR_RECIPE_PUBLISHED */
-    /* 0 in any of these four = the recipe's value (dfr_train_resolve) */
-    int epochs;        /* the most epochs (fast 100; published 150, all run) */
-    float lr;          /* Adam's learning rate (fast 3e-4, published 1e-4) */
-    int positions;     /* feature positions of each image in a step (fast P/8, published P) */
-    int patience;      /* the early stop's window in epochs (fast 5); -1 = never (published) */
-    int batch;         /* default 4 */
-    int latent;        /* 0 = by PCA */
-    double pca_keep;   /* 0.9 */
-    int pca_images;    /* 10 */
-    double fpr;        /* 0.005 */
-    uint32_t seed;     /* 0 */
-    /* Where the training features live (featstore.h): the budget in bytes for all of training's
-     * memory (features, autoencoder, buffers); 0 = dfr_train_auto_budget(). */
-    double memory;
-    int store;            /* a dfr_fs_place; 0 = by the budget */
-    int store_precision;  /* 0 auto, 16 or 32 */
-    const char *feature_dir; /* disk store's folder; NULL = $TMPDIR, else /var/tmp */
-    /* Checkpoint (may be NULL): written atomically every checkpoint_s seconds of training, and
-     * when *stop becomes non-zero (then dfr_train returns DFRCL_ERR_INTERRUPTED). resume != 0:
-     * continue from it when it exists (it must match these data, options and backbone). */
-    const char *checkpoint;
-    double checkpoint_s; /* 0 = 300 */
-    int resume;
-    volatile int *stop;
-    int64_t stop_at_step; /* tests: stop as if asked to when this many steps are done (0: no) */
-    /* Accuracy curves: every eval_every epochs (and after the last), on_eval gets a model that
-     * scores as the trained one would at that point (no threshold yet: 0), and the training time
-     * so far (evaluations excluded). A non-zero return stops training with that status. */
-    int eval_every;
+/* Training takes the public options (dfrcl.h, defaults from dfrcl_default_train_options) and
+ * calls their progress and on_progress itself: a non-zero return of on_progress stops training
+ * (a checkpoint is written, DFRCL_ERR_INTERRUPTED). What only the library sets is here. */
+typedef struct dfr_train_hooks {
+    /* on_eval with the trainer's model (dfrcl_model_train wraps it for the public on_eval):
+     * called every o->eval_every epochs and after the last, with a model that scores as the
+     * trained one would at that point (threshold 0) and the training time so far (evaluations
+     * excluded). A non-zero return stops training with that status. */
     int (*on_eval)(void *user, int epoch, double train_seconds, dfr_model *m);
-    /* Called after each epoch (and with epoch 0 during feature extraction, `done` images of
-     * `total`); may be NULL. */
-    void (*progress)(void *user, const char *phase, int done, int total, double loss);
     void *user;
-    /* Non-zero: progress also gets phase "step" after each training step (done of total steps
-     * of the epoch, loss: the last epoch's mean, 0 in the first), so that a stop request
-     * (*stop) is seen within a step. */
-    int step_progress;
-} dfr_train_opts;
+    int64_t stop_at_step; /* tests: stop as if asked to when this many steps are done (0: no) */
+} dfr_train_hooks;
 
 /* The recipe's values for the fields left 0 (epochs, lr, positions, patience), for npos positions
  * per image. */
-void dfr_train_resolve(dfr_train_opts *o, int npos);
+void dfr_train_resolve(dfrcl_train_options *o, int npos);
 /* The default memory budget: a quarter of the host's physical memory, at most 2 GiB, and at most
  * half the device's global memory. */
 double dfr_train_auto_budget(const dfr_runtime *rt);
-
-void dfr_train_defaults(dfr_train_opts *o);
 
 /* A trained (or loaded) model on a runtime: the backbone is borrowed, the CAE owned. */
 struct dfr_model {
@@ -96,6 +55,9 @@ struct dfr_model {
     dfr_vgg19 *vgg;
     dfr_cae *cae;
     dfr_model_info info;
+    /* The threshold as training set it or the file's 9 digits give it: the file and evaluation
+     * take this double, info.threshold is it as a float (dfr_model_set_threshold sets both). */
+    double threshold;
     /* scoring buffers for up to `cap` images */
     int cap;
     cl_mem feat, recon, score_small, score_full;
@@ -106,13 +68,15 @@ struct dfr_model {
 
 /* An untrained model (the autoencoder's seed-0 weights, threshold 0) over vgg at `size`: for
  * benchmarks and tests of the scoring path. */
+void dfr_model_set_threshold(dfr_model *m, double threshold);
+
 int dfr_model_untrained(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, int size, int latent);
 
 /* Trains on the images (resized to `size`): features once (on the device when they fit, else
  * kept on the host and streamed), latent size by PCA, CAE epochs, then the threshold from the
- * training images' pixel scores. */
+ * training images' pixel scores. hooks may be NULL. */
 int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *images, int n,
-              int size, const dfr_train_opts *o);
+              int size, const dfrcl_train_options *o, const dfr_train_hooks *hooks);
 
 /* Internal, for training's threshold: scoring buffers for up to `cap` images (m->feat holds
  * their features), and the score maps of the first `batch` of them into m->score_full. */

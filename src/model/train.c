@@ -25,8 +25,9 @@
 
 const char *dfr_recipe_name(int recipe) { return recipe == DFR_RECIPE_PUBLISHED ? "published" : "fast"; }
 
-void dfr_train_defaults(dfr_train_opts *o)
+void dfrcl_default_train_options(dfrcl_train_options *o)
 {
+    if (!o) return;
     memset(o, 0, sizeof *o);
     o->recipe = DFR_RECIPE_FAST;
     o->batch = 4;
@@ -35,7 +36,7 @@ void dfr_train_defaults(dfr_train_opts *o)
     o->fpr = 0.005;
 }
 
-void dfr_train_resolve(dfr_train_opts *o, int npos)
+void dfr_train_resolve(dfrcl_train_options *o, int npos)
 {
     int fast = o->recipe != DFR_RECIPE_PUBLISHED;
     if (o->epochs <= 0) o->epochs = fast ? 100 : 150;
@@ -79,15 +80,19 @@ static double train_reserve(int C, int d, int P, int S, double cols)
     return r > pca ? r : pca;
 }
 
-static void progress(const dfr_train_opts *o, const char *phase, int done, int total, double loss)
+/* The caller's progress (API 1.0: every phase but "step") and on_progress, whose non-zero return
+ * asks training to stop (*stop stays set; training stops where it next looks). */
+static void progress(const dfrcl_train_options *o, int *stop, const char *phase, int done,
+                     int total, double loss)
 {
-    if (o->progress) o->progress(o->user, phase, done, total, loss);
+    if (o->progress && strcmp(phase, "step") != 0) o->progress(o->user, phase, done, total, loss);
+    if (o->on_progress && o->on_progress(o->user, phase, done, total, loss)) *stop = 1;
 }
 
 /* ---- features ---- */
 
 static int extract_features(dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *images, int n,
-                            int size, const dfr_train_opts *o, dfr_fs *fs)
+                            int size, const dfrcl_train_options *o, int *stop, dfr_fs *fs)
 {
     int q = size / 4;
     cl_mem one = NULL;
@@ -103,8 +108,8 @@ static int extract_features(dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *
         if (!rc) rc = dfr_fs_put(fs, i, one, 0);
         dfrcl_image_free(&img);
         if (rc) rc = dfr_error_prefix(rc, "%s", images[i]);
-        progress(o, "features", i + 1, n, 0);
-        if (!rc && o->stop && *o->stop)
+        progress(o, stop, "features", i + 1, n, 0);
+        if (!rc && *stop)
             rc = dfr_error(DFRCL_ERR_INTERRUPTED, "interrupted while extracting the features");
     }
     dfr_prefetch_close(&pf);
@@ -159,7 +164,7 @@ static void top_push(top_scores *t, float v)
 }
 
 static int set_threshold(dfr_model *m, dfr_fs *fs, const char *const *images, int n,
-                         const dfr_train_opts *o)
+                         const dfrcl_train_options *o, int *stop)
 {
     int S = m->info.size, P = (S / 4) * (S / 4);
     size_t SS = (size_t)S * S, total = SS * (size_t)n;
@@ -195,17 +200,17 @@ static int set_threshold(dfr_model *m, dfr_fs *fs, const char *const *images, in
                                images[i + j], (double)sj[bad]);
             for (size_t q = 0; q < SS && !rc; q++) top_push(&top, sj[q]);
         }
-        progress(o, "threshold", i + cnt, n, 0);
-        if (!rc && o->stop && *o->stop)
+        progress(o, stop, "threshold", i + cnt, n, 0);
+        if (!rc && *stop)
             rc = dfr_error(DFRCL_ERR_INTERRUPTED,
                            "interrupted while setting the threshold%s", o->checkpoint ?
                            "; training is done, and a resumed run (resume) goes straight to the "
                            "threshold" : "");
     }
     if (!rc) {
-        m->info.threshold = top.h[0];
+        dfr_model_set_threshold(m, top.h[0]);
         dfr_rt_log(m->rt, 1, "threshold %.6g (pixel false-positive rate %g on the training images)",
-                m->info.threshold, o->fpr);
+                m->threshold, o->fpr);
     }
     free(top.h);
     free(scores);
@@ -255,7 +260,7 @@ static int hash_images(const char *const *images, int n, char hex[65])
 
 /* The options that decide the model, as asked for (latent "auto" stays auto: the checkpoint
  * records the size PCA gave). */
-static void describe_options(const dfr_train_opts *o, int size, int layers, char *buf, size_t n)
+static void describe_options(const dfrcl_train_options *o, int size, int layers, char *buf, size_t n)
 {
     char latent[16], prec[8];
     snprintf(latent, sizeof latent, o->latent > 0 ? "%d" : "auto", o->latent);
@@ -269,11 +274,9 @@ static void describe_options(const dfr_train_opts *o, int size, int layers, char
 
 /* Training diverged: `what` says how. The usual causes: too high a learning rate, or features
  * too large to train on (damaged backbone weights or inputs); lead with the likelier one. */
-static int diverged(const dfr_train_opts *o, const char *what)
+static int diverged(const dfrcl_train_options *o, const char *what)
 {
-    dfr_train_opts d;
-    dfr_train_defaults(&d);
-    d.recipe = o->recipe;
+    dfrcl_train_options d = {.recipe = o->recipe};
     dfr_train_resolve(&d, 1);
     if (o->lr > d.lr)
         return dfr_error(DFRCL_ERR_INVALID_ARG,
@@ -291,7 +294,7 @@ static int diverged(const dfr_train_opts *o, const char *what)
 /* seconds: the training time so far, this process's included. */
 static int write_checkpoint(const char *path, dfr_cae *cae, train_state *st, double seconds,
                             const run_identity *id, int latent, int precision,
-                            const dfr_train_opts *o)
+                            const dfrcl_train_options *o)
 {
     size_t np = dfr_cae_nparams(cae), nr = dfr_cae_nrunning(cae);
     float *buf = malloc((3 * np + nr) * sizeof(float));
@@ -499,7 +502,7 @@ static int should_stop(const float *loss, int epochs, int window)
  * sane learning rate even the first epoch's mean stays near it); one that does has diverged and
  * scores nothing, although its values are finite. */
 #define DIVERGED_FACTOR 10.0
-static int check_converged(train_state *ts, const dfr_train_opts *o)
+static int check_converged(train_state *ts, const dfrcl_train_options *o)
 {
     if (!(ts->initial_loss > 0) || ts->epoch < 1 ||
         ts->last_loss <= DIVERGED_FACTOR * ts->initial_loss)
@@ -523,22 +526,23 @@ static int clone_for_scoring(dfr_cae **out, dfr_cae *src, dfr_runtime *rt, int n
 }
 
 /* Hands on_eval a model that scores with the autoencoder as trained so far. */
-static int eval_now(dfr_model *m, int k, int P, const dfr_train_opts *o, int epoch, double seconds)
+static int eval_now(dfr_model *m, int k, int P, const dfr_train_hooks *h, int epoch,
+                    double seconds)
 {
     dfr_model e = *m;
     e.cap = 0;
     e.feat = e.recon = e.score_small = e.score_full = NULL;
-    e.info.threshold = 0;
+    dfr_model_set_threshold(&e, 0);
     e.info.epochs = epoch;
     int rc = k < P ? clone_for_scoring(&e.cae, m->cae, m->rt, P) : DFRCL_OK;
-    if (!rc) rc = o->on_eval(o->user, epoch, seconds, &e);
+    if (!rc) rc = h->on_eval(h->user, epoch, seconds, &e);
     if (k < P) dfr_cae_free(&e.cae);
     e.cae = NULL;
     dfr_model_free_buffers(&e);
     return rc;
 }
 
-static int check_options(const dfr_vgg19 *vgg, int n, int size, const dfr_train_opts *o)
+static int check_options(const dfr_vgg19 *vgg, int n, int size, const dfrcl_train_options *o)
 {
     if (n < 1) return dfr_error(DFRCL_ERR_INVALID_ARG, "no training images");
     if (o->epochs < 0 || o->batch < 1 || o->batch > 64 || o->lr < 0 || !(o->fpr > 0 && o->fpr < 1) ||
@@ -558,9 +562,9 @@ static int check_options(const dfr_vgg19 *vgg, int n, int size, const dfr_train_
         return dfr_error(DFRCL_ERR_INVALID_ARG,
                          "bad PCA options (keep %g must be in (0, 1], images %d at least 1)",
                          o->pca_keep, o->pca_images);
-    if (o->memory < 0 || (o->store_precision && o->store_precision != 16 && o->store_precision != 32))
-        return dfr_error(DFRCL_ERR_INVALID_ARG, "bad memory options (budget %g, precision %d)",
-                         o->memory, o->store_precision);
+    if (o->memory_mib < 0 || (o->store_precision && o->store_precision != 16 && o->store_precision != 32))
+        return dfr_error(DFRCL_ERR_INVALID_ARG, "bad memory options (budget %g MiB, precision %d)",
+                         o->memory_mib, o->store_precision);
     if (size > DFR_MODEL_MAX_SIZE)
         return dfr_error(DFRCL_ERR_INVALID_ARG, "image size %d: a model holds at most %d", size,
                          DFR_MODEL_MAX_SIZE);
@@ -568,16 +572,19 @@ static int check_options(const dfr_vgg19 *vgg, int n, int size, const dfr_train_
 }
 
 static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *images,
-                      int n, int size, const dfr_train_opts *opts)
+                      int n, int size, const dfrcl_train_options *opts,
+                      const dfr_train_hooks *hooks)
 {
     *out = NULL;
     int rc = check_options(vgg, n, size, opts);
     if (rc) return rc;
     int q = size / 4, P = q * q, C = vgg->channels;
-    dfr_train_opts o = *opts;
+    dfrcl_train_options o = *opts;
     dfr_train_resolve(&o, P);
+    const dfr_train_hooks none = {0}, *h = hooks ? hooks : &none;
     int bmax = o.batch < n ? o.batch : n, k = o.positions;
-    double budget = o.memory > 0 ? o.memory : dfr_train_auto_budget(rt);
+    double budget = o.memory_mib > 0 ? o.memory_mib * MIB : dfr_train_auto_budget(rt);
+    int stop_asked = 0; /* by on_progress */
 
     dfr_model *m = calloc(1, sizeof *m);
     if (!m) return dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
@@ -652,9 +659,9 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
         dfr_rt_log(rt, 1,
             "memory budget %.0f MiB%s: features %s fp%d, autoencoder and buffers about "
                    "%.0f MiB",
-                budget / MIB, o.memory > 0 ? "" : " (auto)", dfr_fs_place_name(dfr_fs_where(fs)),
+                budget / MIB, o.memory_mib > 0 ? "" : " (auto)", dfr_fs_place_name(dfr_fs_where(fs)),
                 dfr_fs_precision(fs), reserve / MIB);
-        rc = extract_features(rt, vgg, images, n, size, &o, fs);
+        rc = extract_features(rt, vgg, images, n, size, &o, &stop_asked, fs);
     }
     /* Latent size: the checkpoint's, the one given, or PCA of the first pca_images images. */
     if (!rc && latent > 0) info->latent = latent;
@@ -731,11 +738,11 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
                 ts.step++;
             }
             ts.next = b0 + bs;
-            if (!rc && o.step_progress)
-                progress(&o, "step", (ts.next + o.batch - 1) / o.batch, steps_per_epoch,
-                         ts.last_loss);
+            if (!rc && o.on_progress)
+                progress(&o, &stop_asked, "step", (ts.next + o.batch - 1) / o.batch,
+                         steps_per_epoch, ts.last_loss);
             /* Checkpoint every few minutes, and when asked to stop. */
-            int stop = (o.stop && *o.stop) || (o.stop_at_step > 0 && ts.step == o.stop_at_step);
+            int stop = stop_asked || (h->stop_at_step > 0 && ts.step == h->stop_at_step);
             if (!rc && o.checkpoint && (stop || now_s() - t_ck >= (o.checkpoint_s > 0 ? o.checkpoint_s : 300))) {
                 rc = write_checkpoint(o.checkpoint, m->cae, &ts, ts.seconds + now_s() - t_start,
                                       &id, info->latent, dfr_fs_precision(fs), &o);
@@ -768,11 +775,11 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
         ts.last_loss = loss;
         ts.losses[ts.epoch - 1] = (float)loss;
         ts.done = should_stop(ts.losses, ts.epoch, stop_window);
-        progress(&o, "train", ts.epoch, ts.done ? ts.epoch : o.epochs, loss);
-        if (o.on_eval && o.eval_every > 0 &&
+        progress(&o, &stop_asked, "train", ts.epoch, ts.done ? ts.epoch : o.epochs, loss);
+        if (h->on_eval && o.eval_every > 0 &&
             (ts.epoch % o.eval_every == 0 || ts.done || ts.epoch == o.epochs)) {
             double t_eval = now_s();
-            rc = eval_now(m, k, P, &o, ts.epoch, ts.seconds + t_eval - t_start);
+            rc = eval_now(m, k, P, h, ts.epoch, ts.seconds + t_eval - t_start);
             t_start += now_s() - t_eval; /* evaluations are not training time */
             t_ck += now_s() - t_eval;
         }
@@ -808,12 +815,13 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
         m->cae_batch = 1; /* a scorer of its own: reserve_batch may grow it */
         m->cae_resizable = 1;
     }
-    if (!rc) rc = set_threshold(m, fs, images, n, &o);
+    if (!rc) rc = set_threshold(m, fs, images, n, &o, &stop_asked);
     free(perm);
     free(pick);
     free(scratch);
     free(ts.losses);
     dfr_fs_close(&fs);
+    if (rc == DFRCL_ERR_INTERRUPTED && stop_asked) rc = dfr_error_prefix(rc, "stopped by on_progress");
     if (rc) {
         dfr_model_free(&m);
         return rc;
@@ -825,11 +833,11 @@ static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const ch
 /* Training runs in fp32 whatever the runtime's activation precision (--precision is for
  * inference): its features, autoencoder and threshold pass are fp32. */
 int dfr_train(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *images, int n,
-              int size, const dfr_train_opts *opts)
+              int size, const dfrcl_train_options *opts, const dfr_train_hooks *hooks)
 {
     int half = rt ? rt->half : 0;
     if (rt) rt->half = 0;
-    int rc = train_fp32(out, rt, vgg, images, n, size, opts);
+    int rc = train_fp32(out, rt, vgg, images, n, size, opts, hooks);
     if (rt) rt->half = half;
     return rc;
 }
