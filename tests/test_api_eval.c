@@ -1,5 +1,6 @@
 /* API 1.1 behaviour through the shared library only: scoring files on every device, cancelling
- * scoring and training, dfrcl_evaluate against `dfrcl eval --json`, the per-context logger, and a
+ * scoring and training, dfrcl_evaluate against `dfrcl eval --json`, the per-context logger (also
+ * for evaluation's mask warnings), and a
  * two-device context against one device (run with POCL_DEVICES="pthread pthread" too).
  * Usage: test_api_eval DFRCL_EXECUTABLE */
 #include "dfrcl.h"
@@ -322,6 +323,79 @@ static void test_logger_gets_messages_not_stderr(void **state)
     assert_true(log_messages > before);
 }
 
+/* Evaluation's warnings about masks (one unreadable, one of another size) reach the context's
+ * logger, not stderr. */
+static int saw_dangling, saw_resized;
+
+static void on_eval_log(void *user, int level, const char *msg)
+{
+    (void)user, (void)level;
+    saw_dangling |= strstr(msg, "a dangling or looping link") != NULL;
+    saw_resized |= strstr(msg, "resized") != NULL;
+}
+
+static void test_evaluate_warnings_reach_the_logger(void **state)
+{
+    (void)state;
+    char data2[400], cmd[1400], errp[400], gt[480];
+    snprintf(data2, sizeof data2, "%s/demo_masks", dir);
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", data, data2);
+    assert_int_equal(system(cmd), 0);
+    /* hole's mask a dangling link, scratch's 8x8 instead of the image's size */
+    const char *defect[2] = {"hole", "scratch"};
+    for (int d = 0; d < 2; d++) {
+        snprintf(gt, sizeof gt, "%s/ground_truth/%s", data2, defect[d]);
+        char **masks = NULL;
+        int n = 0;
+        assert_int_equal(dfrcl_list_images(gt, 0, &masks, &n), DFRCL_OK);
+        assert_true(n >= 1);
+        if (d == 0) {
+            assert_int_equal(unlink(masks[0]), 0);
+            assert_int_equal(symlink("/nonexistent/mask.png", masks[0]), 0);
+        } else {
+            uint8_t px[64] = {0};
+            px[27] = 255;
+            dfrcl_image small = {8, 8, 1, px};
+            assert_int_equal(dfrcl_image_save_png(&small, masks[0]), DFRCL_OK);
+        }
+        dfrcl_free_list(masks, n);
+    }
+
+    snprintf(errp, sizeof errp, "%s/stderr_eval.txt", dir);
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *f = freopen(errp, "w", stderr);
+    assert_non_null(f);
+    dfrcl_settings s;
+    dfrcl_default_settings(&s);
+    s.verbosity = 1;
+    s.log = on_eval_log;
+    dfrcl_context *c = NULL;
+    dfrcl_backbone *b = NULL;
+    dfrcl_model *m = NULL;
+    dfrcl_metrics mt;
+    dfrcl_eval_options o;
+    dfrcl_default_eval_options(&o);
+    o.data = data2;
+    int rc = dfrcl_open(&c, &s);
+    if (!rc) rc = dfrcl_backbone_random(&b, c, LAYERS, 0);
+    if (!rc) rc = dfrcl_model_load(&m, b, model_path);
+    if (!rc) rc = dfrcl_evaluate(m, &o, &mt);
+    dfrcl_model_close(&m);
+    dfrcl_backbone_close(&b);
+    dfrcl_close(&c);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    assert_int_equal(rc, DFRCL_OK);
+    assert_int_equal(mt.missing_masks, 1);
+    assert_true(saw_dangling);
+    assert_true(saw_resized);
+    struct stat st;
+    assert_int_equal(stat(errp, &st), 0);
+    assert_int_equal(st.st_size, 0);
+}
+
 static void test_two_devices_equal_one(void **state)
 {
     (void)state;
@@ -369,6 +443,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_evaluate_progress_stops),
         cmocka_unit_test(test_train_on_progress_cancels),
         cmocka_unit_test(test_logger_gets_messages_not_stderr),
+        cmocka_unit_test(test_evaluate_warnings_reach_the_logger),
         cmocka_unit_test(test_two_devices_equal_one),
     };
     return cmocka_run_group_tests(t, setup, teardown);

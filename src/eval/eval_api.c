@@ -155,10 +155,10 @@ int dfrcl_evaluate(dfrcl_model *m, const dfrcl_eval_options *o, dfrcl_metrics *o
     if (rc) return rc;
     if (o->out_dir && dfr_mkdir_p(o->out_dir))
         return dfr_error(DFRCL_ERR_IO, "%s: cannot create the output folder", o->out_dir);
-    dfr_test_set ts;
-    rc = dfr_test_set_load(o->data, o->test_dir, o->masks_dir, &ts);
-    if (rc) return rc;
     const dfr_model *dm = m->m[0];
+    dfr_test_set ts;
+    rc = dfr_test_set_load(dm->rt, o->data, o->test_dir, o->masks_dir, &ts);
+    if (rc) return rc;
     const dfrcl_context *ctx = m->bb->ctx;
     char devs[2048], subtitle[4096], title[1024];
     device_names(ctx, m->k, devs, sizeof devs);

@@ -32,7 +32,8 @@ static int cmp_names(const void *a, const void *b)
 }
 
 /* The ground truth of image <stem> of defect folder `defect`: <stem>_mask.* or <stem>.*. */
-static char *find_mask(const char *masks_root, const char *defect, const char *stem)
+static char *find_mask(const dfr_runtime *rt, const char *masks_root, const char *defect,
+                       const char *stem)
 {
     static const char *const ext[] = {".png", ".jpg", ".jpeg", ".bmp", ".PNG"};
     static const char *const suffix[] = {"_mask", ""};
@@ -43,8 +44,8 @@ static char *find_mask(const char *masks_root, const char *defect, const char *s
             if (access(p, R_OK) == 0) return strdup(p);
             struct stat ls;
             if (lstat(p, &ls) == 0) /* there, but no use: say so rather than skip it silently */
-                dfr_log(1, "warning: %s: %s; this image counts as having no mask", p,
-                        S_ISLNK(ls.st_mode) ? "a dangling or looping link" : "not readable");
+                dfr_rt_log(rt, 1, "warning: %s: %s; this image counts as having no mask", p,
+                           S_ISLNK(ls.st_mode) ? "a dangling or looping link" : "not readable");
         }
     return NULL;
 }
@@ -60,8 +61,8 @@ void dfr_test_set_free(dfr_test_set *ts)
     memset(ts, 0, sizeof *ts);
 }
 
-int dfr_test_set_load(const char *root, const char *test_dir, const char *masks_dir,
-                      dfr_test_set *out)
+int dfr_test_set_load(const dfr_runtime *rt, const char *root, const char *test_dir,
+                      const char *masks_dir, dfr_test_set *out)
 {
     memset(out, 0, sizeof *out);
     char tbuf[4096], mbuf[4096];
@@ -119,7 +120,7 @@ int dfr_test_set_load(const char *root, const char *test_dir, const char *masks_
                 snprintf(stem, sizeof stem, "%s", base);
                 char *dot = strrchr(stem, '.');
                 if (dot && dot != stem) *dot = 0;
-                it->mask_path = find_mask(masks_dir, defects[k], stem);
+                it->mask_path = find_mask(rt, masks_dir, defects[k], stem);
                 if (!it->mask_path) out->missing_masks++;
             }
             if (!it->path || !it->defect) rc = dfr_error(DFRCL_ERR_HOST_MEMORY, "out of memory");
@@ -180,6 +181,7 @@ typedef struct eval_ctx {
     uint8_t *mask;
     dfr_eval_acc *acc;
     dfr_report_item *items;
+    const dfr_runtime *rt; /* whose logger gets the warnings */
 } eval_ctx;
 
 static int eval_one(void *user, const dfr_sched_result *r)
@@ -201,8 +203,8 @@ static int eval_one(void *user, const dfr_sched_result *r)
         rc = dfrcl_image_load(&gt, it->mask_path);
         if (!rc) {
             if (r->orig_w != gt.width || r->orig_h != gt.height)
-                dfr_log(1, "warning: %s is %dx%d but its image is %dx%d: resized", it->mask_path,
-                        gt.width, gt.height, r->orig_w, r->orig_h);
+                dfr_rt_log(c->rt, 1, "warning: %s is %dx%d but its image is %dx%d: resized",
+                           it->mask_path, gt.width, gt.height, r->orig_w, r->orig_h);
             mask_to_size(&gt, S, mask);
         }
     }
@@ -262,7 +264,7 @@ int dfr_evaluate(dfr_model *m, const dfr_test_set *ts, const dfr_eval_opts *o, d
         dfr_rt_log(m->rt, 1, "warning: %d defective image(s) have no ground-truth mask: pixel-level metrics "
                    "are skipped, image AUROC only",
                 ts->missing_masks);
-    eval_ctx ctx = {ts, o, S, T, thr, mask, acc, items};
+    eval_ctx ctx = {ts, o, S, T, thr, mask, acc, items, m->rt};
     if (!rc) rc = dfr_scorer_run(sc, paths, ts->count, eval_one, &ctx, o->stop);
     dfr_scorer_close(&sc);
     free(paths);

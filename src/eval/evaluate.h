@@ -21,9 +21,10 @@ typedef struct dfr_test_set {
 } dfr_test_set;
 
 /* MVTec layout: root/test/<defect>/ (every image), masks root/ground_truth/<defect>/<stem>_mask.png or
- * <stem>.png (any image extension). test_dir/masks_dir override the two folders (custom layout). */
-int dfr_test_set_load(const char *root, const char *test_dir, const char *masks_dir,
-                      dfr_test_set *out);
+ * <stem>.png (any image extension). test_dir/masks_dir override the two folders (custom layout).
+ * Warnings (a mask that is there but unreadable) go to rt's logger (NULL: the process's). */
+int dfr_test_set_load(const dfr_runtime *rt, const char *root, const char *test_dir,
+                      const char *masks_dir, dfr_test_set *out);
 void dfr_test_set_free(dfr_test_set *ts);
 
 typedef struct dfr_eval_opts {

@@ -368,12 +368,13 @@ static int read_info(dfr_safetensors *st, const char *path, dfr_model_info *in, 
 
 /* Compares the checksum of what was read with the one training stored. Models written before
  * dfrcl stored one are taken as they are, with a note. */
-static int check_content(dfr_safetensors *st, const char *path, dfr_sha256 *h)
+static int check_content(const dfr_runtime *rt, dfr_safetensors *st, const char *path,
+                         dfr_sha256 *h)
 {
     const char *want = dfr_st_metadata(st, CHECKSUM_KEY);
     if (!want) {
-        dfr_log(1, "%s: an older model without a content checksum: its metadata (size, "
-                   "threshold, ...) cannot be verified", path);
+        dfr_rt_log(rt, 1, "%s: an older model without a content checksum: its metadata (size, "
+                          "threshold, ...) cannot be verified", path);
         return DFRCL_OK;
     }
     char got[65];
@@ -444,7 +445,7 @@ int dfr_model_load(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char 
         }
         free(buf);
     }
-    if (!rc) rc = check_content(st, path, &h);
+    if (!rc) rc = check_content(rt, st, path, &h);
     m->cae_batch = 1;
     m->cae_resizable = 1;
     dfr_st_close(&st);
