@@ -257,42 +257,15 @@ int dfrcl_features(dfrcl_backbone *bb, const dfrcl_image *img, int size, float *
 
 /* dfrcl_default_train_options: in src/model/train.c, beside the recipes it defaults to. */
 
-/* Each option in range, named as the caller knows it (the trainer checks the rest: a latent
- * size within the backbone's channels). */
+/* What only the API has (reserved space, on_eval); the trainer checks each option's range
+ * (dfr_train). */
 static int check_train_options(const dfrcl_train_options *o)
 {
-#define FN "dfrcl_model_train: "
-    CHECK_ARG(RESERVED_ZERO(o), FN "o->reserved is not zero: " RESERVED_ADVICE,
+    CHECK_ARG(RESERVED_ZERO(o), "dfrcl_model_train: o->reserved is not zero: " RESERVED_ADVICE,
               RESERVED_ARGS("dfrcl_default_train_options"));
-    CHECK_ARG(o->recipe == 0 || o->recipe == 1, FN "o->recipe is %d (0 fast, 1 published)",
-              o->recipe);
-    CHECK_ARG(o->epochs >= 0, FN "o->epochs is %d (0 = the recipe's)", o->epochs);
-    CHECK_ARG(o->batch >= 1 && o->batch <= 64, FN "o->batch is %d, not 1..64", o->batch);
-    CHECK_ARG(o->lr >= 0 && isfinite(o->lr), FN "o->lr is %g (0 = the recipe's)", (double)o->lr);
-    CHECK_ARG(o->latent >= 0, FN "o->latent is %d (0 = by PCA)", o->latent);
-    CHECK_ARG(o->latent || (o->pca_keep > 0 && o->pca_keep <= 1),
-              FN "o->pca_keep is %g, not in (0, 1]", o->pca_keep);
-    CHECK_ARG(o->latent || o->pca_images >= 1, FN "o->pca_images is %d, not at least 1",
-              o->pca_images);
-    CHECK_ARG(o->fpr > 0 && o->fpr < 1, FN "o->fpr is %g, not in (0, 1)", o->fpr);
-    CHECK_ARG(o->memory_mib >= 0 && isfinite(o->memory_mib),
-              FN "o->memory_mib is %g (0 = automatic)", o->memory_mib);
-    CHECK_ARG(o->positions >= 0, FN "o->positions is %d (0 = the recipe's)", o->positions);
-    CHECK_ARG(o->patience >= -1, FN "o->patience is %d (0 = the recipe's, -1 never)",
-              o->patience);
-    CHECK_ARG(o->store >= 0 && o->store <= 3,
-              FN "o->store is %d (0 by memory_mib, 1 device, 2 host, 3 file)", o->store);
-    CHECK_ARG(o->store_precision == 0 || o->store_precision == 16 || o->store_precision == 32,
-              FN "o->store_precision is %d (0 automatic, 16, 32)", o->store_precision);
-    CHECK_ARG(o->checkpoint_s >= 0 && isfinite(o->checkpoint_s),
-              FN "o->checkpoint_s is %g (0 = 300)", o->checkpoint_s);
-    CHECK_ARG(!o->checkpoint || *o->checkpoint, FN "o->checkpoint is empty (NULL: none)");
-    CHECK_ARG(!o->resume || o->checkpoint, FN "o->resume is set but o->checkpoint is NULL");
-    CHECK_ARG(o->eval_every >= 0, FN "o->eval_every is %d (0 = never)", o->eval_every);
-    CHECK_ARG(!o->eval_every || o->on_eval, FN "o->eval_every is %d but o->on_eval is NULL",
-              o->eval_every);
+    CHECK_ARG(!o->eval_every || o->on_eval,
+              "dfrcl_model_train: o->eval_every is %d but o->on_eval is NULL", o->eval_every);
     return DFRCL_OK;
-#undef FN
 }
 
 /* on_eval gets the trainer's model as a public one for the call (lane 0 only, borrowed). */

@@ -283,43 +283,58 @@ static void test_train_on_progress_cancels(void **state)
     dfrcl_free_list(train, n);
 }
 
-/* The logger got the context's messages (verbosity 2: the device line at least), and this
- * whole test wrote nothing to stderr: checked by meson's log being empty is not possible, so
- * the run below redirects stderr around a fresh context's work. */
-static void test_logger_gets_messages_not_stderr(void **state)
+/* Runs work() on the saved model in a fresh context whose logger is `log`, with stderr
+ * redirected to a file around it (meson's log cannot be checked for being empty), and asserts
+ * that nothing reached stderr. Returns work's status. */
+static int run_logged(dfrcl_log_fn log, int verbosity, int (*work)(dfrcl_model *m, void *arg),
+                      void *arg)
 {
-    (void)state;
-    assert_true(log_messages > 0);
     char errp[400];
     snprintf(errp, sizeof errp, "%s/stderr.txt", dir);
     fflush(stderr);
     int saved = dup(2);
     FILE *f = freopen(errp, "w", stderr);
     assert_non_null(f);
-    int before = log_messages;
     dfrcl_settings s;
     dfrcl_default_settings(&s);
-    s.verbosity = 2;
-    s.log = on_log;
+    s.verbosity = verbosity;
+    s.log = log;
     dfrcl_context *c = NULL;
     dfrcl_backbone *b = NULL;
     dfrcl_model *m = NULL;
     int rc = dfrcl_open(&c, &s);
     if (!rc) rc = dfrcl_backbone_random(&b, c, LAYERS, 0);
     if (!rc) rc = dfrcl_model_load(&m, b, model_path);
-    float *map = malloc(sizeof(float) * S * S);
-    if (!rc) rc = dfrcl_model_score_file(m, tests[0], map, NULL);
-    free(map);
+    if (!rc) rc = work(m, arg);
     dfrcl_model_close(&m);
     dfrcl_backbone_close(&b);
     dfrcl_close(&c);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
-    assert_int_equal(rc, DFRCL_OK);
     struct stat st;
     assert_int_equal(stat(errp, &st), 0);
     assert_int_equal(st.st_size, 0);
+    return rc;
+}
+
+static int score_first(dfrcl_model *m, void *arg)
+{
+    (void)arg;
+    float *map = malloc(sizeof(float) * S * S);
+    int rc = dfrcl_model_score_file(m, tests[0], map, NULL);
+    free(map);
+    return rc;
+}
+
+/* The logger got the context's messages (verbosity 2: the device line at least), and a fresh
+ * context's work wrote nothing to stderr. */
+static void test_logger_gets_messages_not_stderr(void **state)
+{
+    (void)state;
+    assert_true(log_messages > 0);
+    int before = log_messages;
+    assert_int_equal(run_logged(on_log, 2, score_first, NULL), DFRCL_OK);
     assert_true(log_messages > before);
 }
 
@@ -334,10 +349,21 @@ static void on_eval_log(void *user, int level, const char *msg)
     saw_resized |= strstr(msg, "resized") != NULL;
 }
 
+typedef struct evaluation {
+    dfrcl_eval_options o;
+    dfrcl_metrics mt;
+} evaluation;
+
+static int evaluate_into(dfrcl_model *m, void *arg)
+{
+    evaluation *e = arg;
+    return dfrcl_evaluate(m, &e->o, &e->mt);
+}
+
 static void test_evaluate_warnings_reach_the_logger(void **state)
 {
     (void)state;
-    char data2[400], cmd[1400], errp[400], gt[480];
+    char data2[400], cmd[1400], gt[480];
     snprintf(data2, sizeof data2, "%s/demo_masks", dir);
     snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", data, data2);
     assert_int_equal(system(cmd), 0);
@@ -361,39 +387,13 @@ static void test_evaluate_warnings_reach_the_logger(void **state)
         dfrcl_free_list(masks, n);
     }
 
-    snprintf(errp, sizeof errp, "%s/stderr_eval.txt", dir);
-    fflush(stderr);
-    int saved = dup(2);
-    FILE *f = freopen(errp, "w", stderr);
-    assert_non_null(f);
-    dfrcl_settings s;
-    dfrcl_default_settings(&s);
-    s.verbosity = 1;
-    s.log = on_eval_log;
-    dfrcl_context *c = NULL;
-    dfrcl_backbone *b = NULL;
-    dfrcl_model *m = NULL;
-    dfrcl_metrics mt;
-    dfrcl_eval_options o;
-    dfrcl_default_eval_options(&o);
-    o.data = data2;
-    int rc = dfrcl_open(&c, &s);
-    if (!rc) rc = dfrcl_backbone_random(&b, c, LAYERS, 0);
-    if (!rc) rc = dfrcl_model_load(&m, b, model_path);
-    if (!rc) rc = dfrcl_evaluate(m, &o, &mt);
-    dfrcl_model_close(&m);
-    dfrcl_backbone_close(&b);
-    dfrcl_close(&c);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    assert_int_equal(rc, DFRCL_OK);
-    assert_int_equal(mt.missing_masks, 1);
+    evaluation e;
+    dfrcl_default_eval_options(&e.o);
+    e.o.data = data2;
+    assert_int_equal(run_logged(on_eval_log, 1, evaluate_into, &e), DFRCL_OK);
+    assert_int_equal(e.mt.missing_masks, 1);
     assert_true(saw_dangling);
     assert_true(saw_resized);
-    struct stat st;
-    assert_int_equal(stat(errp, &st), 0);
-    assert_int_equal(st.st_size, 0);
 }
 
 static void test_two_devices_equal_one(void **state)

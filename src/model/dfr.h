@@ -66,10 +66,11 @@ struct dfr_model {
     int cae_batch, cae_resizable;
 };
 
-/* An untrained model (the autoencoder's seed-0 weights, threshold 0) over vgg at `size`: for
- * benchmarks and tests of the scoring path. */
+/* Sets m->threshold and its float copy info.threshold together. */
 void dfr_model_set_threshold(dfr_model *m, double threshold);
 
+/* An untrained model (the autoencoder's seed-0 weights, threshold 0) over vgg at `size`: for
+ * benchmarks and tests of the scoring path. */
 int dfr_model_untrained(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, int size, int latent);
 
 /* Trains on the images (resized to `size`): features once (on the device when they fit, else

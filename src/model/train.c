@@ -542,34 +542,46 @@ static int eval_now(dfr_model *m, int k, int P, const dfr_train_hooks *h, int ep
     return rc;
 }
 
+/* Each option in range, named as a caller of dfrcl_model_train knows it, then what depends on
+ * the backbone and the images. */
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) return dfr_error(DFRCL_ERR_INVALID_ARG, "dfrcl_model_train: " __VA_ARGS__);   \
+    } while (0)
 static int check_options(const dfr_vgg19 *vgg, int n, int size, const dfrcl_train_options *o)
 {
-    if (n < 1) return dfr_error(DFRCL_ERR_INVALID_ARG, "no training images");
-    if (o->epochs < 0 || o->batch < 1 || o->batch > 64 || o->lr < 0 || !(o->fpr > 0 && o->fpr < 1) ||
-        o->positions < 0 || o->patience < -1 || (o->recipe != DFR_RECIPE_FAST &&
-                                                o->recipe != DFR_RECIPE_PUBLISHED))
-        return dfr_error(DFRCL_ERR_INVALID_ARG,
-                         "bad training options (recipe %d, epochs %d, batch %d (1..64), lr %g, fpr "
-                         "%g, positions %d, patience %d)",
-                         o->recipe, o->epochs, o->batch, o->lr, o->fpr, o->positions, o->patience);
-    if (o->latent > vgg->channels)
-        return dfr_error(DFRCL_ERR_INVALID_ARG,
-                         "the latent size (latent %d) is larger than the feature's %d channels",
-                         o->latent, vgg->channels);
-    if (o->latent < 0)
-        return dfr_error(DFRCL_ERR_INVALID_ARG, "latent size %d: 0 (by PCA) or a size", o->latent);
-    if (o->latent == 0 && !(o->pca_keep > 0 && o->pca_keep <= 1 && o->pca_images >= 1))
-        return dfr_error(DFRCL_ERR_INVALID_ARG,
-                         "bad PCA options (keep %g must be in (0, 1], images %d at least 1)",
-                         o->pca_keep, o->pca_images);
-    if (o->memory_mib < 0 || (o->store_precision && o->store_precision != 16 && o->store_precision != 32))
-        return dfr_error(DFRCL_ERR_INVALID_ARG, "bad memory options (budget %g MiB, precision %d)",
-                         o->memory_mib, o->store_precision);
-    if (size > DFR_MODEL_MAX_SIZE)
-        return dfr_error(DFRCL_ERR_INVALID_ARG, "image size %d: a model holds at most %d", size,
-                         DFR_MODEL_MAX_SIZE);
+    CHECK(n >= 1, "no training images (n = %d)", n);
+    CHECK(o->recipe == DFR_RECIPE_FAST || o->recipe == DFR_RECIPE_PUBLISHED,
+          "o->recipe is %d (0 fast, 1 published)", o->recipe);
+    CHECK(o->epochs >= 0, "o->epochs is %d (0 = the recipe's)", o->epochs);
+    CHECK(o->batch >= 1 && o->batch <= 64, "o->batch is %d, not 1..64", o->batch);
+    CHECK(o->lr >= 0 && isfinite(o->lr), "o->lr is %g (0 = the recipe's)", (double)o->lr);
+    CHECK(o->latent >= 0, "o->latent is %d (0 = by PCA)", o->latent);
+    CHECK(o->latent <= vgg->channels,
+          "the latent size (latent %d) is larger than the feature's %d channels", o->latent,
+          vgg->channels);
+    CHECK(o->latent || (o->pca_keep > 0 && o->pca_keep <= 1), "o->pca_keep is %g, not in (0, 1]",
+          o->pca_keep);
+    CHECK(o->latent || o->pca_images >= 1, "o->pca_images is %d, not at least 1", o->pca_images);
+    CHECK(o->fpr > 0 && o->fpr < 1, "o->fpr is %g, not in (0, 1)", o->fpr);
+    CHECK(o->memory_mib >= 0 && isfinite(o->memory_mib), "o->memory_mib is %g (0 = automatic)",
+          o->memory_mib);
+    CHECK(o->positions >= 0, "o->positions is %d (0 = the recipe's)", o->positions);
+    CHECK(o->patience >= -1, "o->patience is %d (0 = the recipe's, -1 never)", o->patience);
+    CHECK(o->store >= 0 && o->store <= 3, "o->store is %d (0 by memory_mib, 1 device, 2 host, 3 file)",
+          o->store);
+    CHECK(o->store_precision == 0 || o->store_precision == 16 || o->store_precision == 32,
+          "o->store_precision is %d (0 automatic, 16, 32)", o->store_precision);
+    CHECK(o->checkpoint_s >= 0 && isfinite(o->checkpoint_s), "o->checkpoint_s is %g (0 = 300)",
+          o->checkpoint_s);
+    CHECK(!o->checkpoint || *o->checkpoint, "o->checkpoint is empty (NULL: none)");
+    CHECK(!o->resume || o->checkpoint, "o->resume is set but o->checkpoint is NULL");
+    CHECK(o->eval_every >= 0, "o->eval_every is %d (0 = never)", o->eval_every);
+    CHECK(size <= DFR_MODEL_MAX_SIZE, "image size %d: a model holds at most %d", size,
+          DFR_MODEL_MAX_SIZE);
     return dfr_vgg19_check_size(vgg, size);
 }
+#undef CHECK
 
 static int train_fp32(dfr_model **out, dfr_runtime *rt, dfr_vgg19 *vgg, const char *const *images,
                       int n, int size, const dfrcl_train_options *opts,
