@@ -334,6 +334,10 @@ static int read_info(dfr_safetensors *st, const char *path, dfr_model_info *in, 
     if (!rc) rc = dfr_st_meta_long(st, path, "channels", 1, 1 << 20, &channels);
     if (!rc) rc = dfr_st_meta_long(st, path, "latent", 1, 1 << 20, &latent);
     if (!rc) rc = dfr_st_meta_double(st, path, "threshold", threshold);
+    /* Pixel scores are floats: a threshold beyond a float's range would pass nothing or all. */
+    if (!rc && !isfinite((float)*threshold))
+        rc = dfr_error(DFRCL_ERR_FORMAT, "%s: metadata threshold %g is beyond a float's range",
+                       path, *threshold);
     in->threshold = (float)*threshold;
     if (!rc) rc = dfr_st_meta_double(st, path, "fpr", &in->fpr);
     in->layers = (int)layers;

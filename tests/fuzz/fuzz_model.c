@@ -16,7 +16,7 @@ static void check_info(const dfr_model_info *in)
              in->size <= DFR_MODEL_MAX_SIZE && in->size % 4 == 0 &&
              in->channels == dfr_vgg19_channels(in->layers) && in->latent >= 1 &&
              in->latent <= in->channels && strlen(in->backbone_sha256) == 64 &&
-             !isnan(in->threshold) && isfinite(in->fpr);
+             isfinite(in->threshold) && isfinite(in->fpr);
     if (!ok) {
         fprintf(stderr, "accepted model metadata out of range: layers %d size %d channels %d "
                         "latent %d threshold %g fpr %g\n",
